@@ -1,0 +1,85 @@
+# -*- coding: utf-8 -*-
+# Copyright: csp.iam contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Checks of option values, made before any request is sent. Private to this collection: not a public API."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from ._errors import CspConfigError
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def validate_org_id(org_id: object) -> str:
+    """Return ``org_id`` unchanged if it is a GUID, else raise CspConfigError.
+
+    The id becomes part of the request path, so anything but a GUID is rejected here rather than escaped.
+    """
+    if not isinstance(org_id, str) or not _GUID.match(org_id):
+        raise CspConfigError(
+            f"Invalid org_id {org_id!r}: expected the organization's GUID, such as "
+            "'8a3c1f52-3c57-4a5e-9d4b-1f0e2d7c6b5a'. Set org_id or CSP_ORG_ID."
+        )
+    return org_id
+
+
+def normalize_token_ids(token_ids: object) -> list[str]:
+    """Return the token ids without duplicates, first occurrence first, or raise CspConfigError on a bad entry."""
+    if not isinstance(token_ids, list):
+        raise CspConfigError(f"Invalid token_ids {token_ids!r}: expected a list of API token ids.")
+
+    unique: dict[str, None] = {}
+    for position, token_id in enumerate(token_ids, start=1):
+        if not isinstance(token_id, str):
+            raise CspConfigError(
+                f"Invalid token_ids entry {position} ({token_id!r}): expected a string. Quote ids in YAML."
+            )
+        if not token_id.strip():
+            raise CspConfigError(f"Invalid token_ids entry {position}: the id is blank. Remove the empty entry.")
+        if token_id != token_id.strip():
+            raise CspConfigError(
+                f"Invalid token_ids entry {position} ({token_id!r}): the id has leading or trailing spaces. "
+                "Remove them."
+            )
+        unique.setdefault(token_id, None)
+    return list(unique)
+
+
+def base_url_from_api_host(api_host: object) -> str:
+    """Return ``https://host[:port]`` for a host, ``host:port`` or ``https://`` URL, or raise CspConfigError."""
+    if not isinstance(api_host, str) or not api_host.strip():
+        raise CspConfigError("Invalid api_host: it is empty. Set api_host or CSP_API_HOST, for example console.cloud.vmware.com.")
+
+    text = api_host.strip()
+    if "://" not in text:
+        text = "https://" + text
+    parts = urlsplit(text)
+
+    if parts.scheme.lower() != "https":
+        raise CspConfigError(
+            f"Invalid api_host {api_host!r}: only https:// is allowed, because credentials must never travel "
+            "over plain HTTP."
+        )
+    if parts.username is not None or parts.password is not None:
+        raise CspConfigError(
+            "Invalid api_host: it contains user information before '@'. Give only the host, and pass "
+            "credentials through api_token, access_token or client_id and client_secret."
+        )
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise CspConfigError(
+            f"Invalid api_host {api_host!r}: give only a host, host:port or https://host[:port] "
+            "without a path, query or fragment."
+        )
+    if not parts.hostname:
+        raise CspConfigError(f"Invalid api_host {api_host!r}: the host name is missing.")
+    try:
+        port = parts.port
+    except ValueError:
+        raise CspConfigError(f"Invalid api_host {api_host!r}: the port must be a number from 1 to 65535.") from None
+    if port == 0:
+        raise CspConfigError(f"Invalid api_host {api_host!r}: the port must be a number from 1 to 65535.")
+
+    return f"https://{parts.netloc}"

@@ -1,0 +1,170 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: csp.iam contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: csp_api_token_deactivate
+short_description: Deactivate API tokens of a VMware Cloud Services organization
+version_added: 0.1.0
+description:
+  - Deactivates API tokens of one organization in VMware Cloud Services (CSP), the Tanzu Platform console,
+    or the identity service of VCF Automation, through
+    C(POST /csp/gateway/am/api/orgs/{orgId}/api-tokens/deactivate).
+  - Sends the ids in batches of at most 15, the API's limit, and accounts for every id, including those of
+    batches that succeeded before a later request failed.
+  - Safe to run again until it succeeds. A token that the service reports as already deactivated counts
+    neither as a change nor as a failure.
+  - M(csp.iam.csp_api_token_activate) undoes a deactivation.
+author:
+  - csp.iam contributors
+extends_documentation_fragment:
+  - csp.iam.csp
+options:
+  org_id:
+    description:
+      - The GUID of the organization that owns the tokens.
+      - If not set, the value of the E(CSP_ORG_ID) environment variable is used.
+    type: str
+    required: true
+  token_ids:
+    description:
+      - The ids of the API tokens to deactivate.
+      - Duplicates are removed and the first occurrence keeps its place. A blank entry, a non-string entry
+        or an id with surrounding spaces is an error. An empty list sends no request.
+    type: list
+    elements: raw
+    required: true
+    aliases:
+      - ids
+attributes:
+  check_mode:
+    support: partial
+    details:
+      - No API reads the state of a token by id, so check mode cannot tell which tokens are already inactive.
+        It reports every requested id under RV(deactivated) and C(changed=true), sends no deactivate request,
+        and, for O(api_token) and O(client_id) credentials without O(passcode), authenticates once to verify
+        the credentials.
+  diff_mode:
+    support: none
+  action_group:
+    description: Use C(group/csp.iam.csp) in C(module_defaults) to set the connection options of all the modules.
+    support: full
+    membership:
+      - csp.iam.csp
+notes:
+  - The endpoint needs the Organization Owner role and a user's credentials, O(api_token) or O(access_token).
+    The API reference does not allow service accounts (client credentials) to call it, and the module then
+    fails with HTTP 403.
+  - The service answers with partial success - a list of ids it deactivated and a list of failures with a
+    message each. The wording of the message for an already deactivated token is not documented. The module
+    treats a failure as "already inactive" when its message contains V(already) followed within a few words by
+    V(deactivated), V(inactive), V(revoked) or V(disabled), such as V(API token X is already deactivated.).
+    Every other failure message fails the task.
+  - If the service instead lists an already deactivated token under successes, the module cannot tell it apart
+    from a real deactivation, and a second run reports it as deactivated again with C(changed=true).
+  - When a request is retried after its first attempt may have reached the service (a dropped connection, a
+    read timeout, HTTP 502 or 504), tokens that the retry reports as already inactive are counted under
+    RV(deactivated), because this run most likely deactivated them, and the module warns.
+  - The first request that fails as a whole, after its retries, stops the run. The ids of that batch and of
+    every later batch are listed under RV(failures), and the task fails while still reporting what earlier
+    batches deactivated.
+"""
+
+EXAMPLES = r"""
+- name: Cut off a departing engineer's API tokens
+  csp.iam.csp_api_token_deactivate:
+    org_id: 8a3c1f52-3c57-4a5e-9d4b-1f0e2d7c6b5a
+    token_ids:
+      - 3f1c2b7e-5d4a-4c3b-9a8f-1e2d3c4b5a69
+      - 0b9e8d7c-6a5f-4e3d-8c2b-1a0f9e8d7c6b
+    api_token: "{{ csp_api_token }}"
+  delegate_to: localhost
+  register: offboarding
+
+- name: Deactivate tokens on an appliance whose certificate comes from a private CA
+  csp.iam.csp_api_token_deactivate:
+    api_host: vcf-automation.example.com
+    ca_path: /etc/pki/ca-trust/source/anchors/corp-root.pem
+    org_id: "{{ org_id }}"
+    ids: "{{ compromised_token_ids }}"
+  delegate_to: localhost
+
+- name: Share the connection options through the action group
+  module_defaults:
+    group/csp.iam.csp:
+      api_host: console.tanzu.broadcom.com
+      api_token: "{{ csp_api_token }}"
+  block:
+    - name: Deactivate the tokens of a compromised CI system
+      csp.iam.csp_api_token_deactivate:
+        org_id: "{{ org_id }}"
+        token_ids: "{{ ci_token_ids }}"
+      delegate_to: localhost
+"""
+
+RETURN = r"""
+deactivated:
+  description:
+    - Ids of the tokens that this run deactivated, in request order.
+    - In check mode, every requested id, because the state of a token cannot be read.
+  returned: always
+  type: list
+  elements: str
+  sample: ["3f1c2b7e-5d4a-4c3b-9a8f-1e2d3c4b5a69"]
+already_inactive:
+  description: Ids that the service reported as already deactivated. They make neither a change nor a failure.
+  returned: always
+  type: list
+  elements: str
+  sample: ["0b9e8d7c-6a5f-4e3d-8c2b-1a0f9e8d7c6b"]
+failures:
+  description:
+    - Every other requested id, with the reason it did not end up inactive - the service's message, an id the
+      response did not mention, a request that failed, or a batch not sent after an earlier request failed.
+    - The task fails when this list is not empty.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    id:
+      description: The token id.
+      type: str
+      returned: always
+    message:
+      description: Why the token was not deactivated.
+      type: str
+      returned: always
+  sample: [{"id": "9d8c7b6a-5f4e-4d3c-8b2a-190f8e7d6c5b", "message": "API token 9d8c... was not found."}]
+requests:
+  description: How many deactivate requests were sent, retries not counted.
+  returned: always
+  type: int
+  sample: 3
+retries:
+  description: How many times a request was retried after a rate limit, a gateway error or a connection failure.
+  returned: always
+  type: int
+  sample: 0
+msg:
+  description: One sentence with the counts, and the error that stopped the run if one did.
+  returned: always
+  type: str
+  sample: "Deactivated 37 of 40 API tokens: 3 already inactive, 0 failed."
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.csp.iam.plugins.module_utils._token_module import run_token_state_module, token_argument_spec
+from ansible_collections.csp.iam.plugins.module_utils._token_state import DEACTIVATE
+
+
+def main():
+    module = AnsibleModule(argument_spec=token_argument_spec(), supports_check_mode=True)
+    run_token_state_module(module, DEACTIVATE)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""End-to-end runs of csp_api_token_deactivate through ansible-playbook and ansible against the emulator."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import API_TOKEN, ORG_ID, OTHER_ORG_ID, token_ids
+from csp_emulator import Fault
+
+
+def task_status(stdout: str, task_name: str) -> str:
+    """Return the status word (ok, changed, fatal) that the default callback printed for a task."""
+    section = stdout.split(f"TASK [{task_name}]", 1)[1]
+    for line in section.splitlines():
+        status, separator, _ = line.partition(": [localhost]")
+        if separator:
+            return status
+    raise AssertionError(f"No status line for task {task_name!r} in:\n{stdout}")
+
+
+def deactivate_ids(emulator):
+    return [record.ids for record in emulator.api_requests("deactivate")]
+
+
+def test_forty_ids_with_duplicates(emulator, run_playbook):
+    ids = token_ids(37)
+    emulator.add_tokens(ORG_ID, ids)
+    requested = ids + ids[:3]
+
+    run = run_playbook("deactivate.yml", {"org_id": ORG_ID, "token_ids": requested})
+
+    assert run.returncode == 0, run.output
+    assert run.result["changed"] is True
+    assert run.result["deactivated"] == ids
+    assert run.result["already_inactive"] == []
+    assert run.result["failures"] == []
+    assert run.result["requests"] == 3
+    sent = deactivate_ids(emulator)
+    assert len(sent) == 3
+    assert all(len(batch) <= 15 for batch in sent)
+    assert sum(sent, []) == ids
+    assert not any(emulator.token_active(ORG_ID, token_id) for token_id in ids)
+
+
+def test_second_run_is_ok_not_changed(emulator, run_playbook):
+    ids = token_ids(37)
+    emulator.add_tokens(ORG_ID, ids)
+    requested = ids + ids[:3]
+    first = run_playbook("deactivate.yml", {"org_id": ORG_ID, "token_ids": requested})
+    assert first.result["changed"] is True
+
+    second = run_playbook("deactivate.yml", {"org_id": ORG_ID, "token_ids": requested})
+
+    assert second.returncode == 0, second.output
+    assert second.result["changed"] is False
+    assert second.result.get("failed", False) is False
+    assert second.result["already_inactive"] == ids
+    assert second.result["deactivated"] == []
+    assert task_status(second.stdout, "Deactivate the requested tokens") == "ok"
+
+
+def test_check_mode_sends_no_deactivate(emulator, run_playbook):
+    ids = token_ids(20)
+    emulator.add_tokens(ORG_ID, ids)
+
+    run = run_playbook("deactivate.yml", {"org_id": ORG_ID, "token_ids": ids}, check=True)
+
+    assert run.returncode == 0, run.output
+    assert run.result["changed"] is True
+    assert run.result["deactivated"] == ids
+    assert "Check mode" in run.result["msg"]
+    assert deactivate_ids(emulator) == []
+    assert len(emulator.api_requests("authorize")) == 1
+    assert all(emulator.token_active(ORG_ID, token_id) for token_id in ids)
+
+
+def test_unknown_id_fails_task_keeps_valid(emulator, run_playbook):
+    ids = token_ids(5)
+    emulator.add_tokens(ORG_ID, ids)
+    unknown = "00000000-0000-4000-8000-000000000000"
+
+    run = run_playbook("deactivate.yml", {"org_id": ORG_ID, "token_ids": ids[:2] + [unknown] + ids[2:]})
+
+    assert task_status(run.stdout, "Deactivate the requested tokens") == "fatal"
+    assert run.result["failed"] is True
+    assert run.result["changed"] is True
+    assert run.result["deactivated"] == ids
+    assert [failure["id"] for failure in run.result["failures"]] == [unknown]
+    assert "not found" in run.result["failures"][0]["message"]
+    assert "Deactivated 5 of 6" in run.result["msg"]
+
+
+def test_429_retry_after_waits_then_succeeds(emulator, run_playbook):
+    ids = token_ids(3)
+    emulator.add_tokens(ORG_ID, ids)
+    emulator.add_fault(Fault(match="deactivate", status=429, headers={"Retry-After": "1"}))
+
+    run = run_playbook("deactivate.yml", {"org_id": ORG_ID, "token_ids": ids})
+
+    assert run.returncode == 0, run.output
+    assert run.result["deactivated"] == ids
+    assert run.result["retries"] == 1
+    first, second = emulator.api_requests("deactivate")
+    assert first.status == 429
+    assert second.status == 200
+    assert 0.9 <= second.time - first.time < 5
+
+
+def test_500_after_first_batch_keeps_first_batch(emulator, run_playbook):
+    ids = token_ids(40)
+    emulator.add_tokens(ORG_ID, ids)
+    emulator.add_fault(Fault(match="deactivate", skip=1, count=None, status=500))
+
+    run = run_playbook("deactivate.yml", {"org_id": ORG_ID, "token_ids": ids})
+
+    assert task_status(run.stdout, "Deactivate the requested tokens") == "fatal"
+    assert run.result["failed"] is True
+    assert run.result["changed"] is True
+    assert run.result["deactivated"] == ids[:15]
+    assert [failure["id"] for failure in run.result["failures"]] == ids[15:]
+    assert "HTTP 500" in run.result["msg"]
+    assert len(deactivate_ids(emulator)) == 2
+
+
+def test_access_token_expiry_reauthenticates_once(emulator, run_playbook):
+    ids = token_ids(40)
+    emulator.add_tokens(ORG_ID, ids)
+    emulator.access_token_lifetime = 2
+
+    run = run_playbook("deactivate.yml", {"org_id": ORG_ID, "token_ids": ids})
+
+    assert run.returncode == 0, run.output
+    assert run.result["deactivated"] == ids
+    assert len(emulator.api_requests("authorize")) == 2
+    assert [record.status for record in emulator.api_requests("deactivate")] == [200, 200, 401, 200]
+
+
+def test_adhoc_with_environment_credentials(emulator, run_adhoc):
+    ids = token_ids(3)
+    emulator.add_tokens(ORG_ID, ids)
+
+    run = run_adhoc(
+        "csp.iam.csp_api_token_deactivate", f"token_ids={','.join(ids)}", env={"CSP_ORG_ID": ORG_ID}
+    )
+
+    assert run.returncode == 0, run.output
+    assert "CHANGED" in run.stdout
+    assert run.result["deactivated"] == ids
+    assert API_TOKEN not in run.output
+
+
+def test_module_defaults_group(emulator, run_playbook, ansible_env):
+    ids = token_ids(3)
+    emulator.add_tokens(ORG_ID, ids)
+    cleared = {name: "" for name in ("CSP_API_HOST", "CSP_CA_PATH", "CSP_API_TOKEN")}
+    variables = {
+        "csp_api_host": emulator.api_host,
+        "csp_ca_path": emulator.ca_path,
+        "csp_api_token": API_TOKEN,
+        "org_id": ORG_ID,
+        "token_ids": ids,
+    }
+
+    run = run_playbook("module_defaults.yml", variables, env=cleared)
+
+    assert run.returncode == 0, run.output
+    assert run.result["deactivated"] == ids
+
+
+def test_ansible_doc_renders(ansible_env):
+    for module in ("csp.iam.csp_api_token_deactivate", "csp.iam.csp_api_token_activate"):
+        process = subprocess.run(
+            [str(Path(sys.executable).with_name("ansible-doc")), module],
+            env=ansible_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert process.returncode == 0, process.stderr
+        assert "org_id" in process.stdout
+        assert "EXAMPLES" in process.stdout
+        assert "RETURN VALUES" in process.stdout
+        assert "api_token" in process.stdout
+        assert process.stderr.strip() == ""

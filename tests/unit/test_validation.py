@@ -1,0 +1,101 @@
+"""Unit tests of the option checks that run before any request."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.csp.iam.plugins.module_utils._errors import CspConfigError
+from ansible_collections.csp.iam.plugins.module_utils._validation import (
+    base_url_from_api_host,
+    normalize_token_ids,
+    validate_org_id,
+)
+
+GUID = "8a3c1f52-3c57-4a5e-9d4b-1f0e2d7c6b5a"
+
+
+def test_org_id_guid_accepted():
+    assert validate_org_id(GUID) == GUID
+    assert validate_org_id(GUID.upper()) == GUID.upper()
+
+
+@pytest.mark.parametrize(
+    "org_id",
+    ["", "not-a-guid", GUID + "/x", "../" + GUID, GUID[:-2] + "%2F", GUID + "?a=1", GUID + "#x", "{" + GUID + "}",
+     GUID.replace("-", ""), f" {GUID}", None, 42],
+)
+def test_org_id_rejected(org_id):
+    with pytest.raises(CspConfigError) as error:
+        validate_org_id(org_id)
+    assert "org_id" in str(error.value)
+    assert "CSP_ORG_ID" in str(error.value)
+
+
+def test_token_ids_duplicates_removed_in_order():
+    assert normalize_token_ids(["b", "a", "b", "c", "a"]) == ["b", "a", "c"]
+
+
+def test_token_ids_empty_list_allowed():
+    assert normalize_token_ids([]) == []
+
+
+@pytest.mark.parametrize(
+    ("token_ids", "expected_words"),
+    [
+        ("a,b", "expected a list"),
+        (["a", ""], "entry 2"),
+        (["a", "   "], "blank"),
+        (["a", 7], "expected a string"),
+        (["a", None], "expected a string"),
+        ([" a"], "spaces"),
+        (["a "], "spaces"),
+    ],
+)
+def test_token_ids_rejected(token_ids, expected_words):
+    with pytest.raises(CspConfigError) as error:
+        normalize_token_ids(token_ids)
+    assert expected_words in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("api_host", "base_url"),
+    [
+        ("console.cloud.vmware.com", "https://console.cloud.vmware.com"),
+        ("127.0.0.1:8443", "https://127.0.0.1:8443"),
+        ("https://console.tanzu.broadcom.com", "https://console.tanzu.broadcom.com"),
+        ("https://console.tanzu.broadcom.com/", "https://console.tanzu.broadcom.com"),
+        ("HTTPS://appliance.example.com:443", "https://appliance.example.com:443"),
+        ("[::1]:9443", "https://[::1]:9443"),
+    ],
+)
+def test_api_host_accepted(api_host, base_url):
+    assert base_url_from_api_host(api_host) == base_url
+
+
+@pytest.mark.parametrize(
+    ("api_host", "expected_words"),
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("http://console.cloud.vmware.com", "only https://"),
+        ("ftp://example.com", "only https://"),
+        ("https://user:secret@example.com", "user information"),
+        ("https://example.com/csp/gateway", "without a path"),
+        ("example.com?x=1", "without a path"),
+        ("example.com#frag", "without a path"),
+        ("example.com:0", "port"),
+        ("example.com:65536", "port"),
+        ("example.com:http", "port"),
+        ("https://:443", "host name is missing"),
+    ],
+)
+def test_api_host_rejected(api_host, expected_words):
+    with pytest.raises(CspConfigError) as error:
+        base_url_from_api_host(api_host)
+    assert expected_words in str(error.value)
+
+
+def test_api_host_user_info_not_echoed():
+    with pytest.raises(CspConfigError) as error:
+        base_url_from_api_host("https://admin:hunter2-secret@example.com")
+    assert "hunter2-secret" not in str(error.value)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import re
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -59,10 +60,11 @@ class _Attempts:
     count: int
     may_have_applied: bool
     gave_up_because: str | None = None
+    access_token: str | None = None
 
 
 class CspClient:
-    """Sends authenticated JSON requests to one CSP host."""
+    """Sends authenticated JSON requests to one CSP host. Safe to share between threads."""
 
     def __init__(
         self,
@@ -75,6 +77,7 @@ class CspClient:
         user_agent: str = "csp.iam",
         session=None,
         sleep=time.sleep,
+        clock=time.monotonic,
         wall_clock=time.time,
         rng=random.random,
     ):
@@ -94,8 +97,13 @@ class CspClient:
         self._headers = {"Accept": "application/json", "User-Agent": user_agent}
         self._session = session or requests.Session()
         self._sleep = sleep
+        self._clock = clock
         self._wall_clock = wall_clock
         self._rng = rng
+        self._lock = threading.Lock()
+        self._auth_lock = threading.Lock()
+        # No request of any thread starts before this clock time, so a 429 seen by one thread slows them all.
+        self._not_before = 0.0
 
     def close(self) -> None:
         self._session.close()
@@ -138,16 +146,16 @@ class CspClient:
         Raises CspAuthError when the access token is rejected twice, CspApiError for any other
         non-2xx status and CspConnectionError when no response arrives within the retry limits.
         """
-        if self._access_token is None:
-            self.authenticate()
+        with self._auth_lock:
+            if self._access_token is None:
+                self.authenticate()
 
         attempts = self._send("POST", path, json=payload, authorized=True)
         count, may_have_applied = attempts.count, attempts.may_have_applied
         if attempts.response.status_code == 401 and self._authenticator.can_refresh:
             # Access tokens expire after about 30 minutes, so a long run renews its token once and repeats
             # the request. A second 401 right after that is a real refusal, not an expiry.
-            self.authenticate()
-            self.reauthentication_count += 1
+            self._renew_access_token(attempts.access_token)
             attempts = self._send("POST", path, json=payload, authorized=True)
             attempts.count += count
             attempts.may_have_applied |= may_have_applied
@@ -169,6 +177,13 @@ class CspClient:
             may_have_applied_earlier=attempts.may_have_applied,
         )
 
+    def _renew_access_token(self, rejected_token: str | None) -> None:
+        with self._auth_lock:
+            # Threads that were rejected with the same token renew it once between them.
+            if self._access_token == rejected_token:
+                self.authenticate()
+                self.reauthentication_count += 1
+
     def _send(self, method: str, path: str, *, authorized: bool = False, **kwargs) -> _Attempts:
         """Send one request, retrying connection failures and retryable statuses within the policy.
 
@@ -181,11 +196,13 @@ class CspClient:
         attempt = 0
         while True:
             attempt += 1
-            response, failure, sent = self._attempt(method, url, authorized, attempt, may_have_applied, **kwargs)
+            self._wait_for_turn()
+            access_token = self._access_token if authorized else None
+            response, failure, sent = self._attempt(method, url, access_token, attempt, may_have_applied, **kwargs)
             may_have_applied |= sent
             if response is not None:
                 if response.status_code not in RETRYABLE_STATUSES:
-                    return _Attempts(response, attempt, may_have_applied)
+                    return _Attempts(response, attempt, may_have_applied, access_token=access_token)
                 may_have_applied |= response.status_code in MAY_HAVE_APPLIED_STATUSES
 
             wait, asked_by_service = self._wait_before_retry(attempt, response)
@@ -200,20 +217,28 @@ class CspClient:
                 )
             if gave_up_because:
                 if response is not None:
-                    return _Attempts(response, attempt, may_have_applied, gave_up_because)
+                    return _Attempts(response, attempt, may_have_applied, gave_up_because, access_token)
                 raise CspConnectionError(
                     f"{method} {url} failed {gave_up_because}: {failure}.", attempts=attempt, may_have_applied=may_have_applied
                 )
 
-            self.retry_count += 1
-            self._sleep(wait)
+            with self._lock:
+                self.retry_count += 1
+                self._not_before = max(self._not_before, self._clock() + wait)
             waited += wait
 
-    def _attempt(self, method, url, authorized, attempt, may_have_applied, **kwargs):
+    def _wait_for_turn(self) -> None:
+        """Sleep until the wait that the latest retry of any thread asked for is over."""
+        with self._lock:
+            delay = self._not_before - self._clock()
+        if delay > 0:
+            self._sleep(delay)
+
+    def _attempt(self, method, url, access_token, attempt, may_have_applied, **kwargs):
         """Send one HTTP request. Returns (response, failure text, whether a failed request was sent)."""
         headers = dict(self._headers)
-        if authorized:
-            headers["Authorization"] = f"Bearer {self._access_token}"
+        if access_token is not None:
+            headers["Authorization"] = f"Bearer {access_token}"
         try:
             response = self._session.request(
                 method, url, headers=headers, timeout=self._timeout, verify=self._verify, allow_redirects=False, **kwargs

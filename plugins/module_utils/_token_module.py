@@ -10,7 +10,7 @@ from ansible.module_utils.basic import env_fallback
 from ._csp_module import build_client, connection_argument_spec, require_requests
 from ._errors import CspError
 from ._token_state import MAX_IDS_PER_REQUEST, change_token_state, chunk, describe_request_error
-from ._validation import normalize_token_ids, validate_org_id
+from ._validation import normalize_token_ids, validate_max_concurrency, validate_org_id
 
 
 def token_argument_spec() -> dict:
@@ -18,6 +18,7 @@ def token_argument_spec() -> dict:
     spec = connection_argument_spec()
     spec["org_id"] = {"type": "str", "required": True, "fallback": (env_fallback, ["CSP_ORG_ID"])}
     spec["token_ids"] = {"type": "list", "elements": "raw", "required": True, "aliases": ["ids"]}
+    spec["max_concurrency"] = {"type": "int", "default": 1}
     return spec
 
 
@@ -27,6 +28,7 @@ def run_token_state_module(module, action) -> None:
     try:
         org_id = validate_org_id(module.params["org_id"])
         token_ids = normalize_token_ids(module.params["token_ids"])
+        max_concurrency = validate_max_concurrency(module.params["max_concurrency"])
         if not token_ids:
             module.exit_json(**_empty_result(action))
         client = build_client(module, org_id)
@@ -37,7 +39,7 @@ def run_token_state_module(module, action) -> None:
         if module.check_mode:
             result = _check_mode_result(client, token_ids, action)
         else:
-            result = _apply(client, org_id, token_ids, action, module)
+            result = _apply(client, org_id, token_ids, action, module, max_concurrency)
     except CspError as error:
         module.fail_json(msg=str(error), changed=False, **{action.changed_key: [], action.already_key: []}, failures=[])
     finally:
@@ -48,8 +50,8 @@ def run_token_state_module(module, action) -> None:
     module.exit_json(**result)
 
 
-def _apply(client, org_id: str, token_ids: list, action, module) -> dict:
-    outcome = change_token_state(client, org_id, token_ids, action)
+def _apply(client, org_id: str, token_ids: list, action, module, max_concurrency: int) -> dict:
+    outcome = change_token_state(client, org_id, token_ids, action, max_concurrency=max_concurrency)
     for warning in outcome.warnings:
         module.warn(warning)
     if outcome.uncertain:

@@ -9,6 +9,7 @@ Private to this collection: not a public API. Independent of Ansible.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
 
 from ._errors import CspApiError, CspError
@@ -86,28 +87,74 @@ def chunk(token_ids: list, size: int = MAX_IDS_PER_REQUEST) -> list:
     return [token_ids[start:start + size] for start in range(0, len(token_ids), size)]
 
 
-def change_token_state(client, org_id: str, token_ids: list, action: TokenAction, batch_size=MAX_IDS_PER_REQUEST):
-    """Apply ``action`` to the ids in batches and account for each id.
+def change_token_state(
+    client, org_id: str, token_ids: list, action: TokenAction, batch_size=MAX_IDS_PER_REQUEST, max_concurrency=1
+):
+    """Apply ``action`` to the ids in batches and account for each id, in request order.
 
     The first request that fails as a whole stops the run, because the same error would most likely
-    meet every later batch. The ids of that batch and of every later one are then reported as failures,
-    and everything that earlier batches changed stays in the result.
+    meet every later batch. The ids of that batch are reported as failures, and so are those of every
+    batch not sent yet. With ``max_concurrency`` above 1, batches already in flight still complete and
+    are accounted for. Everything that other batches changed stays in the result.
     """
-    result = TokenStateResult()
     batches = chunk(token_ids, batch_size)
-    for index, batch in enumerate(batches):
-        try:
-            response = client.post_json(action.path(org_id), {"ids": batch})
-        except CspError as error:
-            result.requests_sent += 1
-            result.error = error
-            _record_failed_request(result, batch, error, action)
-            for later_batch in batches[index + 1:]:
-                _record_not_sent(result, later_batch, action)
-            break
+    path = action.path(org_id)
+    if max_concurrency > 1 and len(batches) > 1:
+        outcomes = _send_concurrently(client, path, batches, max_concurrency)
+    else:
+        outcomes = _send_in_sequence(client, path, batches)
+
+    result = TokenStateResult()
+    for batch, outcome in zip(batches, outcomes):
+        if outcome is None:
+            _record_not_sent(result, batch, action)
+            continue
         result.requests_sent += 1
-        _record_batch(result, batch, response, action)
+        if isinstance(outcome, CspError):
+            result.error = result.error or outcome
+            _record_failed_request(result, batch, outcome, action)
+        else:
+            _record_batch(result, batch, outcome, action)
     return result
+
+
+def _send_batch(client, path: str, batch: list):
+    """Return the batch's response, or the CspError that its request ended with."""
+    try:
+        return client.post_json(path, {"ids": batch})
+    except CspError as error:
+        return error
+
+
+def _send_in_sequence(client, path: str, batches: list) -> list:
+    """Send the batches one by one until a request fails. Batches not sent get None."""
+    outcomes = [None] * len(batches)
+    for index, batch in enumerate(batches):
+        outcomes[index] = _send_batch(client, path, batch)
+        if isinstance(outcomes[index], CspError):
+            break
+    return outcomes
+
+
+def _send_concurrently(client, path: str, batches: list, max_concurrency: int) -> list:
+    """Send the batches from ``max_concurrency`` threads, in order, until a request fails.
+
+    After a failure no new batch starts, and those still queued get None.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    failed = threading.Event()
+
+    def send_unless_failed(batch):
+        if failed.is_set():
+            return None
+        outcome = _send_batch(client, path, batch)
+        if isinstance(outcome, CspError):
+            failed.set()
+        return outcome
+
+    with ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="csp-batch") as executor:
+        return list(executor.map(send_unless_failed, batches))
 
 
 def _record_batch(result: TokenStateResult, batch: list, response, action: TokenAction) -> None:

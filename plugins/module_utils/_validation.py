@@ -48,6 +48,20 @@ def normalize_token_ids(token_ids: object) -> list[str]:
     return list(unique)
 
 
+# Parallel requests beyond this mostly meet the service's rate limit, which is not documented.
+MAX_CONCURRENCY = 8
+
+
+def validate_max_concurrency(max_concurrency: object) -> int:
+    """Return ``max_concurrency`` if it is a whole number from 1 to MAX_CONCURRENCY, else raise CspConfigError."""
+    if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or not 1 <= max_concurrency <= MAX_CONCURRENCY:
+        raise CspConfigError(
+            f"Invalid max_concurrency {max_concurrency!r}: give a whole number from 1 to {MAX_CONCURRENCY}. "
+            "Use 1 to send one batch at a time."
+        )
+    return max_concurrency
+
+
 def base_url_from_api_host(api_host: object) -> str:
     """Return ``https://host[:port]`` for a host, ``host:port`` or ``https://`` URL, or raise CspConfigError."""
     if not isinstance(api_host, str) or not api_host.strip():

@@ -22,6 +22,7 @@ author:
   - csp.iam contributors
 extends_documentation_fragment:
   - csp.iam.csp
+  - csp.iam.csp.token_batches
 options:
   org_id:
     description:

@@ -140,6 +140,18 @@ def test_access_token_expiry_reauthenticates_once(emulator, run_playbook):
     assert [record.status for record in emulator.api_requests("deactivate")] == [200, 200, 401, 200]
 
 
+def test_max_concurrency_keeps_order(emulator, run_playbook):
+    ids = token_ids(150)
+    emulator.add_tokens(ORG_ID, ids)
+
+    run = run_playbook("deactivate.yml", {"org_id": ORG_ID, "token_ids": ids, "max_concurrency": 4})
+
+    assert run.returncode == 0, run.output
+    assert run.result["deactivated"] == ids
+    assert run.result["requests"] == 10
+    assert len(deactivate_ids(emulator)) == 10
+
+
 def test_adhoc_with_environment_credentials(emulator, run_adhoc):
     ids = token_ids(3)
     emulator.add_tokens(ORG_ID, ids)

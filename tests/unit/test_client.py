@@ -19,13 +19,18 @@ HTML_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gate
 
 
 class RecordingSleep:
-    """Stands in for time.sleep: records each wait and returns at once."""
+    """Stands in for time.sleep and time.monotonic: records each wait and advances a fake clock at once."""
 
     def __init__(self):
         self.waits = []
+        self.now = 1000.0
 
     def __call__(self, seconds):
         self.waits.append(seconds)
+        self.now += seconds
+
+    def clock(self):
+        return self.now
 
 
 @pytest.fixture
@@ -41,6 +46,7 @@ def make_client(emulator, sleep):
         options.setdefault("verify", emulator.ca_path)
         options.setdefault("timeout", 5)
         options.setdefault("sleep", sleep)
+        options.setdefault("clock", sleep.clock)
         options.setdefault("rng", lambda: 1.0)
         client = CspClient(emulator.url, authenticator or ApiTokenAuth(API_TOKEN), **options)
         clients.append(client)
@@ -245,7 +251,12 @@ def test_read_timeout_retried_then_fails(emulator, make_client):
 
 def test_connection_refused_not_applied(make_client, sleep):
     client = CspClient(
-        "https://127.0.0.1:9", ApiTokenAuth(API_TOKEN), timeout=2, sleep=sleep, retry_policy=RetryPolicy(retries=2)
+        "https://127.0.0.1:9",
+        ApiTokenAuth(API_TOKEN),
+        timeout=2,
+        sleep=sleep,
+        clock=sleep.clock,
+        retry_policy=RetryPolicy(retries=2),
     )
     with pytest.raises(CspConnectionError) as error:
         client.authenticate()

@@ -8,6 +8,7 @@ from ansible_collections.csp.iam.plugins.module_utils._errors import CspConfigEr
 from ansible_collections.csp.iam.plugins.module_utils._validation import (
     base_url_from_api_host,
     normalize_token_ids,
+    validate_max_concurrency,
     validate_org_id,
 )
 
@@ -99,3 +100,16 @@ def test_api_host_user_info_not_echoed():
     with pytest.raises(CspConfigError) as error:
         base_url_from_api_host("https://admin:hunter2-secret@example.com")
     assert "hunter2-secret" not in str(error.value)
+
+
+@pytest.mark.parametrize("value", [1, 4, 8])
+def test_max_concurrency_accepted(value):
+    assert validate_max_concurrency(value) == value
+
+
+@pytest.mark.parametrize("value", [0, -1, 9, 100, True, "4", None])
+def test_max_concurrency_rejected(value):
+    with pytest.raises(CspConfigError) as error:
+        validate_max_concurrency(value)
+    assert "max_concurrency" in str(error.value)
+    assert "from 1 to 8" in str(error.value)

@@ -91,7 +91,7 @@ options:
       - V(1), the default, sends one batch after the other. Higher values finish large lists sooner, and the
         result keeps the order of O(token_ids) either way.
       - At most V(8). The service's rate limit is not documented, and beyond a few parallel requests the
-        time saved goes mostly into HTTP 429 answers. A 429 on any request slows every request of the run.
+        time saved goes mostly into HTTP 429 responses. A 429 on any request slows every request of the run.
       - After a request fails, no new batch starts. Batches already in flight complete and are accounted for.
     type: int
     default: 1

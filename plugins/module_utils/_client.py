@@ -205,14 +205,14 @@ class CspClient:
                     return _Attempts(response, attempt, may_have_applied, access_token=access_token)
                 may_have_applied |= response.status_code in MAY_HAVE_APPLIED_STATUSES
 
-            wait, asked_by_service = self._wait_before_retry(attempt, response)
+            wait, requested_by_service = self._wait_before_retry(attempt, response)
             gave_up_because = None
             if attempt > self._policy.retries:
                 gave_up_because = f"after {attempt} attempts"
             elif waited + wait > self._policy.max_total_wait:
-                source = "the service's Retry-After" if asked_by_service else "backoff"
+                source = "the service's Retry-After" if requested_by_service else "backoff"
                 gave_up_because = (
-                    f"after {attempt} attempts, because {source} asked for a {wait:.0f} s wait and retries "
+                    f"after {attempt} attempts, because {source} requested a {wait:.0f} s wait and retries "
                     f"of one request may wait at most {self._policy.max_total_wait:.0f} s in all"
                 )
             if gave_up_because:
@@ -228,7 +228,7 @@ class CspClient:
             waited += wait
 
     def _wait_for_turn(self) -> None:
-        """Sleep until the wait that the latest retry of any thread asked for is over."""
+        """Sleep until the wait that the latest retry of any thread requested is over."""
         with self._lock:
             delay = self._not_before - self._clock()
         if delay > 0:
@@ -279,7 +279,7 @@ class CspClient:
         return None, self.redactor.redact(text[:_SNIPPET_LENGTH])
 
     def _error_from_response(self, action: str, path: str, attempts: _Attempts, error_class, hint: str):
-        """Build the exception for an error response: what failed, the status, the service's words and ids."""
+        """Build the exception for an error response: what failed, the status, the service's message and ids."""
         response = attempts.response
         data, snippet = self._parse_body(response)
         fields = data if isinstance(data, dict) else {}

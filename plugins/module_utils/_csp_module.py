@@ -47,27 +47,27 @@ def require_requests(module) -> None:
 
 def select_authenticator(params: dict, org_id: str | None = None):
     """Return the authenticator for the one credential kind in ``params``, or raise CspConfigError."""
-    given = []
+    kinds = []
     if params.get("api_token"):
-        given.append("api_token")
+        kinds.append("api_token")
     if params.get("access_token"):
-        given.append("access_token")
+        kinds.append("access_token")
     if params.get("client_id") or params.get("client_secret"):
-        given.append("client_id/client_secret")
+        kinds.append("client_id/client_secret")
 
-    if not given:
+    if not kinds:
         raise CspConfigError(f"Missing credentials: set exactly one of {_CREDENTIAL_CHOICES}.")
-    if len(given) > 1:
+    if len(kinds) > 1:
         raise CspConfigError(
-            f"Conflicting credentials: {' and '.join(given)} are both set, counting environment variables. "
+            f"Conflicting credentials: {' and '.join(kinds)} are both set, counting environment variables. "
             f"Set exactly one of {_CREDENTIAL_CHOICES}."
         )
-    if params.get("passcode") and given != ["api_token"]:
+    if params.get("passcode") and kinds != ["api_token"]:
         raise CspConfigError("Invalid passcode: it is sent only with api_token. Remove passcode or use api_token.")
 
-    if given == ["api_token"]:
+    if kinds == ["api_token"]:
         return ApiTokenAuth(params["api_token"], params.get("passcode"))
-    if given == ["access_token"]:
+    if kinds == ["access_token"]:
         return AccessTokenAuth(params["access_token"])
     if not (params.get("client_id") and params.get("client_secret")):
         missing = "client_secret (or CSP_CLIENT_SECRET)" if params.get("client_id") else "client_id (or CSP_CLIENT_ID)"

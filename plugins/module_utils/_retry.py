@@ -13,8 +13,8 @@ from datetime import timezone
 # 429 and 503 mean the service turned the request away. 502 and 504 come from a gateway in front of it.
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 
-# A gateway that answers 502 or 504, and a service that answers 500, may have passed the request on or
-# applied part of it before failing, so a retry of such a request can find its own earlier work done.
+# A gateway that responds with 502 or 504, and a service that responds with 500, may have passed the request on
+# or applied part of it before failing, so a retry of such a request can find its own earlier work done.
 MAY_HAVE_APPLIED_STATUSES = frozenset({500, 502, 504})
 
 
@@ -23,7 +23,7 @@ class RetryPolicy:
     """Retry limits for one request.
 
     ``retries`` is the number of retries after the first attempt. ``max_total_wait`` caps the seconds
-    spent waiting between the attempts of one request: a ``Retry-After`` that asks for more ends the
+    spent waiting between the attempts of one request: a ``Retry-After`` that requests more ends the
     retries at once instead of stalling the run.
     """
 
@@ -40,7 +40,7 @@ class RetryPolicy:
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Return the seconds a ``Retry-After`` header asks for, or None when it is absent or invalid.
+    """Return the seconds of wait that a ``Retry-After`` header requests, or None when it is absent or invalid.
 
     The header is either a number of seconds or an HTTP date (RFC 9110, section 10.2.3).
     ``now`` is the current time in seconds since the epoch, for the date form.

@@ -160,9 +160,9 @@ def _send_concurrently(client, path: str, batches: list, max_concurrency: int) -
 def _record_batch(result: TokenStateResult, batch: list, response, action: TokenAction) -> None:
     data = response.data
     if not isinstance(data, dict):
-        shown = f": {response.snippet}" if response.snippet else ""
+        snippet = f": {response.snippet}" if response.snippet else ""
         message = (
-            f"The service answered HTTP {response.status} with a body that is not a JSON object{shown}. "
+            f"The service answered HTTP {response.status} with a body that is not a JSON object{snippet}. "
             f"Whether this token was {action.past_tense} is unknown, so run the task again."
         )
         result.failures.extend({"id": token_id, "message": message} for token_id in batch)
@@ -186,7 +186,7 @@ def _record_failure_message(result, token_id: str, message: str, response, actio
     if not action.is_already_done(message):
         result.failures.append({"id": token_id, "message": message or "The service gave no reason."})
     elif response.may_have_applied_earlier:
-        # An earlier attempt of this request may have changed the token before its answer was lost, so
+        # An earlier attempt of this request may have changed the token before its response was lost, so
         # "already done" most likely reports this run's own work.
         result.changed.append(token_id)
         result.uncertain.append(token_id)

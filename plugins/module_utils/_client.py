@@ -256,6 +256,9 @@ class CspClient:
             return None, f"no response within the {self._timeout:g} s timeout", True
         except requests.exceptions.ConnectionError as error:
             return None, self._connection_reason(error), _request_was_sent(error)
+        except requests.exceptions.ChunkedEncodingError as error:
+            # The connection broke while the body was read, so the service got the request and may have applied it.
+            return None, f"the connection broke in the middle of the response ({self._connection_reason(error)})", True
         return response, None, False
 
     def _wait_before_retry(self, attempt: int, response) -> tuple[float, bool]:

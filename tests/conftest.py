@@ -106,7 +106,12 @@ def run_playbook(ansible_env, tmp_path):
             command.append("--check")
         command.extend(args)
         process = subprocess.run(
-            command, env={**ansible_env, **(env or {})}, capture_output=True, text=True, timeout=ANSIBLE_RUN_TIMEOUT
+            command,
+            env={**ansible_env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=ANSIBLE_RUN_TIMEOUT,
+            check=False,
         )
         result = json.loads(result_path.read_text()) if result_path.exists() else None
         return AnsibleRun(process.returncode, process.stdout, process.stderr, result)
@@ -126,9 +131,10 @@ def run_adhoc(ansible_env):
             capture_output=True,
             text=True,
             timeout=ANSIBLE_RUN_TIMEOUT,
+            check=False,
         )
         result = None
-        _, separator, body = process.stdout.partition(" => ")
+        _head, separator, body = process.stdout.partition(" => ")
         if separator:
             result = json.loads(body)
         return AnsibleRun(process.returncode, process.stdout, process.stderr, result)

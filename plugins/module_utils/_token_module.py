@@ -17,7 +17,8 @@ def token_argument_spec() -> dict:
     """Return the argument spec of a module that changes the state of API tokens."""
     spec = connection_argument_spec()
     spec["org_id"] = {"type": "str", "required": True, "fallback": (env_fallback, ["CSP_ORG_ID"])}
-    spec["token_ids"] = {"type": "list", "elements": "raw", "required": True, "aliases": ["ids"]}
+    # Token ids name tokens but grant nothing, so they are logged like any other value.
+    spec["token_ids"] = {"type": "list", "elements": "raw", "required": True, "aliases": ["ids"], "no_log": False}
     spec["max_concurrency"] = {"type": "int", "default": 1}
     return spec
 

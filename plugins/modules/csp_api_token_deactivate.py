@@ -19,7 +19,7 @@ description:
     neither as a change nor as a failure.
   - M(csp.iam.csp_api_token_activate) undoes a deactivation.
 author:
-  - csp.iam contributors
+  - csp.iam contributors (!UNKNOWN)
 extends_documentation_fragment:
   - csp.iam.csp
   - csp.iam.csp.token_batches
@@ -42,6 +42,7 @@ options:
       - ids
 attributes:
   check_mode:
+    description: Can run in check mode, which predicts the result without changing any token.
     support: partial
     details:
       - No API reads the state of a token by id, so check mode cannot tell which tokens are already inactive.
@@ -49,6 +50,7 @@ attributes:
         and, for O(api_token) and O(client_id) credentials without O(passcode), authenticates once to verify
         the credentials.
   diff_mode:
+    description: Diff mode shows no difference, because the state of a token cannot be read.
     support: none
   action_group:
     description: Use C(group/csp.iam.csp) in C(module_defaults) to set the connection options of all the modules.

@@ -127,7 +127,7 @@ def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
     """Decode "Basic base64(client_id:client_secret)", or return None when the header is missing or malformed."""
     if not authorization:
         return None
-    scheme, _, encoded = authorization.partition(" ")
+    scheme, _separator, encoded = authorization.partition(" ")
     if scheme.lower() != "basic":
         return None
     try:
@@ -337,7 +337,7 @@ class CspRequestHandler(BaseHTTPRequestHandler):
 
     def _access_token(self) -> str | None:
         """Return the access token from "Authorization: Bearer" or else from the csp-auth-token header."""
-        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+        scheme, _separator, token = (self.headers.get("Authorization") or "").partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
         return self.headers.get("csp-auth-token") or None

@@ -411,7 +411,7 @@ def test_fault_count_none_hits_all(emu: Emulator, session: requests.Session) -> 
 
     statuses = [
         session.post(emu.url + API_TOKEN_AUTHORIZE, data={"api_token": API_TOKEN}, timeout=TIMEOUT).status_code
-        for _ in range(3)
+        for _repeat in range(3)
     ]
 
     assert statuses == [429, 429, 429]
@@ -422,7 +422,7 @@ def test_fault_order_one_per_request(emu: Emulator, session: requests.Session) -
     emu.add_fault(Fault(match="api", status=500))
     emu.add_fault(Fault(match="deactivate", status=502))
 
-    statuses = [change(emu, session, token, ["t1"]).status_code for _ in range(3)]
+    statuses = [change(emu, session, token, ["t1"]).status_code for _repeat in range(3)]
 
     assert statuses == [500, 502, 200]
 
@@ -588,7 +588,7 @@ def test_keep_alive_has_no_ack_stall(emu: Emulator, session: requests.Session) -
     """A delayed-ACK stall costs about 40 ms per request on Linux, so the median must stay far below that."""
     token = access_token(emu, session)
     durations = []
-    for _ in range(15):
+    for _repeat in range(15):
         started = time.monotonic()
         change(emu, session, token, ["t1"], path=activate_path())
         durations.append(time.monotonic() - started)
@@ -753,7 +753,7 @@ def test_cli_start_ready_file_and_sigterm(tmp_path: Path) -> None:
                 ready["url"] + deactivate_path(), json={"ids": ["t1"]}, headers=headers, timeout=TIMEOUT
             )
         process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=10)
+        _stdout, stderr = process.communicate(timeout=10)
     finally:
         if process.poll() is None:
             process.kill()
@@ -776,7 +776,7 @@ def test_cli_rejects_non_loopback_host(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(TESTS_DIR)}
     command = [sys.executable, "-m", "csp_emulator", "--host", "0.0.0.0", "--state-dir", str(tmp_path)]
 
-    process = subprocess.run(command, env=env, capture_output=True, text=True, timeout=15)
+    process = subprocess.run(command, env=env, capture_output=True, text=True, timeout=15, check=False)
 
     assert process.returncode == 2
     assert "loopback" in process.stderr

@@ -54,7 +54,7 @@ def test_chunk_keeps_order_and_limit():
 def test_batches_sent_in_order():
     client = ScriptedClient(all_succeed, all_succeed, all_succeed)
     result = change_token_state(client, ORG_ID, ids(40), DEACTIVATE)
-    assert [len(payload["ids"]) for _, payload in client.calls] == [15, 15, 10]
+    assert [len(payload["ids"]) for _path, payload in client.calls] == [15, 15, 10]
     assert client.calls[0][0] == f"/csp/gateway/am/api/orgs/{ORG_ID}/api-tokens/deactivate"
     assert result.changed == ids(40)
     assert result.already == []

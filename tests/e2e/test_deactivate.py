@@ -181,6 +181,23 @@ def test_module_defaults_group(emulator, run_playbook, ansible_env):
     assert run.result["deactivated"] == ids
 
 
+def test_missing_requests_standard_message(emulator, run_adhoc, tmp_path):
+    # A package named requests that fails to import stands in for a Python without the library.
+    blocker = tmp_path / "blocker" / "requests"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text('raise ImportError("requests is blocked by this test")\n')
+
+    run = run_adhoc(
+        "csp.iam.csp_api_token_deactivate",
+        f"org_id={ORG_ID} token_ids=a",
+        env={"PYTHONPATH": str(blocker.parent)},
+    )
+
+    assert run.returncode != 0
+    assert "Failed to import the required Python library (requests)" in run.result["msg"]
+    assert emulator.requests == []
+
+
 def test_ansible_doc_renders(ansible_env):
     for module in ("csp.iam.csp_api_token_deactivate", "csp.iam.csp_api_token_activate"):
         process = subprocess.run(

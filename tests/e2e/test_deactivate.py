@@ -182,7 +182,7 @@ def test_module_defaults_group(emulator, run_playbook, ansible_env):
 
 
 def test_missing_requests_standard_message(emulator, run_adhoc, tmp_path):
-    # A package named requests that fails to import stands in for a Python without the library.
+    # A package named requests that fails to import simulates a Python without the library.
     blocker = tmp_path / "blocker" / "requests"
     blocker.mkdir(parents=True)
     (blocker / "__init__.py").write_text('raise ImportError("requests is blocked by this test")\n')

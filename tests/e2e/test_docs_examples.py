@@ -23,9 +23,9 @@ DOCS_DIR = REPO_ROOT / "docs"
 EXAMPLES_DIR = DOCS_DIR / "examples"
 GUIDE_DIR = DOCS_DIR / "docsite" / "rst"
 # Files in docs/examples that are not playbooks.
-NON_PLAYBOOKS = {"execution-environment.yml"}
+NON_PLAYBOOKS = {"execution-environment.yml", "leaver.yml"}
 PLAYBOOKS = sorted(path.name for path in EXAMPLES_DIR.glob("*.yml") if path.name not in NON_PLAYBOOKS)
-INCLUDE = re.compile(r"^\.\. literalinclude:: (\S+)$", re.MULTILINE)
+INCLUDE = re.compile(r"^\s*\.\. literalinclude:: (\S+)$", re.MULTILINE)
 
 
 def guide_includes() -> list[Path]:

@@ -50,7 +50,7 @@ def files_containing(root: Path, text: str) -> list[str]:
 # emulator's threads run. Python warns about that, and the child only execs ansible-playbook right away.
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_offboarding_through_ansible_runner(emulator, tmp_path, monkeypatch):
-    leaver_ids = yaml.safe_load((REPO_ROOT / "examples" / "leaver.yml").read_text())["offboard_token_ids"]
+    leaver_ids = yaml.safe_load((REPO_ROOT / "docs" / "examples" / "leaver.yml").read_text())["leaver_token_ids"]
     bystander_ids = ["7e4b2d0f-1a7c-4f3b-8d8e-2c9f5a3b7d01", "7e4b2d0f-1a7c-4f3b-8d8e-2c9f5a3b7d02"]
     emulator.add_tokens(ORG_ID, leaver_ids + bystander_ids)
     emulator.add_api_token(CANARY, user="automation@example.com", roles={ORG_ID: "org_owner"})
@@ -65,7 +65,7 @@ def test_offboarding_through_ansible_runner(emulator, tmp_path, monkeypatch):
     private_data_dir = tmp_path / "job"
     project_dir = private_data_dir / "project"
     project_dir.mkdir(parents=True)
-    shutil.copy(REPO_ROOT / "examples" / "offboard.yml", project_dir / "offboard.yml")
+    shutil.copy(REPO_ROOT / "docs" / "examples" / "offboard.yml", project_dir / "offboard.yml")
 
     credential_inputs = {
         "api_host": emulator.api_host,
@@ -81,7 +81,7 @@ def test_offboarding_through_ansible_runner(emulator, tmp_path, monkeypatch):
         private_data_dir=str(private_data_dir),
         playbook="offboard.yml",
         inventory=f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}",
-        extravars={"offboard_token_ids": leaver_ids},
+        extravars={"leaver_token_ids": leaver_ids},
         envvars={
             **credential_env,
             "ANSIBLE_COLLECTIONS_PATH": str(Path(sys.executable).parent.parent / "collections"),
@@ -103,7 +103,7 @@ def test_offboarding_through_ansible_runner(emulator, tmp_path, monkeypatch):
     results = [
         event["event_data"]["res"]
         for event in run.events
-        if event["event"] == "runner_on_ok" and event["event_data"].get("task") == "Deactivate the API tokens"
+        if event["event"] == "runner_on_ok" and event["event_data"].get("task") == "Deactivate the person's API tokens"
     ]
     assert len(results) == 1, stdout
     result = results[0]

@@ -26,13 +26,14 @@ except ImportError:
 else:
     REQUESTS_IMPORT_ERROR = None
 
-from ._errors import CspApiError, CspAuthError, CspConnectionError
+from ._errors import CspApiError, CspAuthError, CspConnectionError, CspError
 from ._redact import Redactor
 from ._retry import MAY_HAVE_APPLIED_STATUSES, RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
 
 _SNIPPET_LENGTH = 200
 _OBJECT_REPR = re.compile(r"<[^<>]*object at 0x[0-9a-fA-F]+>:?\s*")
 _SSL_REASON = re.compile(r"\[SSL[^\]]*\][^'\")]*")
+_SSL_SOURCE_LINE = re.compile(r"\s*\(_ssl\.c:\d+\)?$")
 _HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 _HTML_TAG = re.compile(r"<[^>]+>")
 
@@ -104,6 +105,15 @@ class CspClient:
         self._auth_lock = threading.Lock()
         # No request of any thread starts before this clock time, so a 429 seen by one thread slows them all.
         self._not_before = 0.0
+        # A rejected exchange is not repeated by the other threads, because some identity providers lock an
+        # account after repeated failed logins.
+        self._authentication_error: CspError | None = None
+        self._renewal_error: CspError | None = None
+
+    @property
+    def credential_kind(self) -> str:
+        """The kind of credentials: "api_token", "client_credentials" or "access_token"."""
+        return self._authenticator.kind
 
     def close(self) -> None:
         self._session.close()
@@ -146,9 +156,7 @@ class CspClient:
         Raises CspAuthError when the access token is rejected twice, CspApiError for any other
         non-2xx status and CspConnectionError when no response arrives within the retry limits.
         """
-        with self._auth_lock:
-            if self._access_token is None:
-                self.authenticate()
+        self._authenticate_once()
 
         attempts = self._send("POST", path, json=payload, authorized=True)
         count, may_have_applied = attempts.count, attempts.may_have_applied
@@ -177,12 +185,33 @@ class CspClient:
             may_have_applied_earlier=attempts.may_have_applied,
         )
 
+    def _authenticate_once(self) -> None:
+        """Obtain the first access token of the run, or raise the error that the first try raised."""
+        with self._auth_lock:
+            if self._authentication_error is not None:
+                raise self._authentication_error
+            if self._access_token is not None:
+                return
+            try:
+                self.authenticate()
+            except CspError as error:
+                error.api_request_sent = False
+                self._authentication_error = error
+                raise
+
     def _renew_access_token(self, rejected_token: str | None) -> None:
         with self._auth_lock:
+            if self._renewal_error is not None:
+                raise self._renewal_error
             # Threads that were rejected with the same token renew it once between them.
-            if self._access_token == rejected_token:
+            if self._access_token != rejected_token:
+                return
+            try:
                 self.authenticate()
-                self.reauthentication_count += 1
+            except CspError as error:
+                self._renewal_error = error
+                raise
+            self.reauthentication_count += 1
 
     def _send(self, method: str, path: str, *, authorized: bool = False, **kwargs) -> _Attempts:
         """Send one request, retrying connection failures and retryable statuses within the policy.
@@ -208,7 +237,7 @@ class CspClient:
             wait, requested_by_service = self._wait_before_retry(attempt, response)
             gave_up_because = None
             if attempt > self._policy.retries:
-                gave_up_because = f"after {attempt} attempts"
+                gave_up_because = f"after {attempt} attempt{'s' if attempt > 1 else ''}"
             elif waited + wait > self._policy.max_total_wait:
                 source = "the service's Retry-After" if requested_by_service else "backoff"
                 gave_up_because = (
@@ -244,9 +273,13 @@ class CspClient:
                 method, url, headers=headers, timeout=self._timeout, verify=self._verify, allow_redirects=False, **kwargs
             )
         except requests.exceptions.SSLError as error:
+            if not _is_certificate_error(error):
+                # A TLS connection that broke after the handshake is a connection failure like any other.
+                return None, f"the TLS connection broke: {self._ssl_reason(error)}", _request_was_sent(error)
             raise CspConnectionError(
-                f"TLS connection to {self.base_url} failed: {self._ssl_reason(error)}. If the host uses a private CA, "
-                "set ca_path to its PEM bundle. validate_certs: false turns verification off, which is unsafe.",
+                f"TLS certificate verification for {self.base_url} failed: {self._ssl_reason(error)}. If the host uses "
+                "a private CA, set ca_path to its PEM bundle. validate_certs: false turns verification off, which is "
+                "unsafe.",
                 attempts=attempt,
                 may_have_applied=may_have_applied,
             ) from None
@@ -259,6 +292,9 @@ class CspClient:
         except requests.exceptions.ChunkedEncodingError as error:
             # The connection broke while the body was read, so the service got the request and may have applied it.
             return None, f"the connection broke in the middle of the response ({self._connection_reason(error)})", True
+        except requests.exceptions.RequestException as error:
+            # Such as a body that fails to decode: a response arrived, so the service may have applied the request.
+            return None, f"the response could not be read ({type(error).__name__}: {self._connection_reason(error)})", True
         return response, None, False
 
     def _wait_before_retry(self, attempt: int, response) -> tuple[float, bool]:
@@ -272,7 +308,8 @@ class CspClient:
         """Return the parsed JSON body, or None and a short, redacted snippet of a body that is not JSON."""
         try:
             return response.json(), ""
-        except ValueError:
+        except (ValueError, RecursionError):
+            # RecursionError: JSON nested deeper than the parser's recursion limit.
             pass
         text = response.text or ""
         title = _HTML_TITLE.search(text)
@@ -328,8 +365,8 @@ class CspClient:
         if self._authenticator.can_refresh:
             return "The service rejected a freshly issued access token. Check that the credentials may call this API."
         return (
-            "The access token is invalid or expired. Pass a fresh access_token, or pass api_token or "
-            "client_id and client_secret so that the module can renew it."
+            "The access token is invalid or expired. Pass a fresh access_token, or pass api_token instead so that "
+            "the module can renew the access token."
         )
 
     @staticmethod
@@ -354,7 +391,15 @@ class CspClient:
     @staticmethod
     def _ssl_reason(error) -> str:
         match = _SSL_REASON.search(str(error))
-        return match.group(0).strip() if match else "the TLS handshake failed"
+        if not match:
+            return "unknown TLS error"
+        return _SSL_SOURCE_LINE.sub("", match.group(0).strip()).rstrip(" (")
+
+
+def _is_certificate_error(error) -> bool:
+    """Tell whether a TLS error comes from verifying the server's certificate, including its host name."""
+    # requests wraps ssl.SSLCertVerificationError in urllib3 errors, which keep only its text.
+    return "CERTIFICATE_VERIFY_FAILED" in str(error)
 
 
 def _request_was_sent(error) -> bool:

@@ -19,8 +19,11 @@ class CspRequestError(CspError):
 
     ``may_have_applied`` is true when an attempt may have reached the service before
     it failed (a dropped connection after the request was sent, a read timeout, a 5xx),
-    so the caller cannot tell whether the change took effect.
+    so the caller cannot tell whether the change took effect. ``api_request_sent`` is false
+    when the error came from the token exchange before the API request itself was sent.
     """
+
+    api_request_sent = True
 
     def __init__(self, message: str, *, attempts: int = 1, may_have_applied: bool = False):
         super().__init__(message)

@@ -12,12 +12,17 @@ import re
 import threading
 from dataclasses import dataclass, field
 
-from ._errors import CspApiError, CspError
+from ._errors import CspApiError, CspError, CspRequestError
 
 # The API rejects a request with more than 15 ids.
 MAX_IDS_PER_REQUEST = 15
 
 _UNMENTIONED = "The service's response did not mention this id, so its state is unknown."
+
+# Words that turn "already ... deactivated" into something not yet done, as in "not already deactivated" or
+# "already scheduled to be deactivated". A false "already inactive" would hide a token that is still active.
+_NEGATING_WORDS = frozenset({"not", "never", "no", "cannot", "can't", "won't", "scheduled", "pending", "being", "to"})
+_WORD = re.compile(r"[\w']+")
 
 
 @dataclass(frozen=True)
@@ -36,12 +41,18 @@ class TokenAction:
         return f"/csp/gateway/am/api/orgs/{org_id}/api-tokens/{self.path_suffix}"
 
     def is_already_done(self, message: str) -> bool:
-        return bool(message) and bool(self.already_pattern.search(message))
+        for match in self.already_pattern.finditer(message or ""):
+            between = _WORD.findall(match.group("between").lower())
+            preceding = _WORD.findall(message[: match.start()].lower())[-1:]
+            if not _NEGATING_WORDS.intersection(between + preceding):
+                return True
+        return False
 
 
 # The wording of the service's failure message for a token that is already in the requested state is not
 # documented. These patterns accept "already" followed within a few words by a word for that state, such as
-# "API token X is already deactivated." or "Token already in inactive state".
+# "API token X is already deactivated." or "Token already in inactive state", unless a negating word stands
+# right before "already" or between the two.
 DEACTIVATE = TokenAction(
     name="deactivate",
     path_suffix="deactivate",
@@ -50,7 +61,7 @@ DEACTIVATE = TokenAction(
     past_tense="deactivated",
     already_words="already inactive",
     already_pattern=re.compile(
-        r"\balready\b(?:\W+\w+){0,3}?\W+(?:deactivated|inactive|revoked|disabled)\b", re.IGNORECASE
+        r"\balready\b(?P<between>(?:\W+[\w']+){0,3}?)\W+(?:deactivated|inactive|revoked|disabled)\b", re.IGNORECASE
     ),
 )
 ACTIVATE = TokenAction(
@@ -60,7 +71,9 @@ ACTIVATE = TokenAction(
     already_key="already_active",
     past_tense="activated",
     already_words="already active",
-    already_pattern=re.compile(r"\balready\b(?:\W+\w+){0,3}?\W+(?:active|activated|enabled)\b", re.IGNORECASE),
+    already_pattern=re.compile(
+        r"\balready\b(?P<between>(?:\W+[\w']+){0,3}?)\W+(?:active|activated|enabled)\b", re.IGNORECASE
+    ),
 )
 
 
@@ -109,7 +122,8 @@ def change_token_state(
         if outcome is None:
             _record_not_sent(result, batch, action)
             continue
-        result.requests_sent += 1
+        if getattr(outcome, "api_request_sent", True):
+            result.requests_sent += 1
         if isinstance(outcome, CspError):
             result.error = result.error or outcome
             _record_failed_request(result, batch, outcome, action)
@@ -124,6 +138,12 @@ def _send_batch(client, path: str, batch: list):
         return client.post_json(path, {"ids": batch})
     except CspError as error:
         return error
+    except Exception as error:  # pylint: disable=broad-exception-caught
+        # Any other error must still leave the successes of earlier batches in the result, so it becomes a
+        # failed request that may have been applied.
+        redactor = getattr(client, "redactor", None)
+        detail = redactor.redact(str(error)) if redactor else str(error)
+        return CspRequestError(f"Unexpected {type(error).__name__}: {detail}", may_have_applied=True)
 
 
 def _send_in_sequence(client, path: str, batches: list) -> list:
@@ -250,8 +270,8 @@ def describe_request_error(error: CspError) -> str:
     status = error.status if isinstance(error, CspApiError) else None
     if status == 403:
         return (
-            f"{error} Activating and deactivating API tokens needs the Organization Owner role and a user's "
-            "API token or access token: the API does not allow service accounts (client credentials) here."
+            f"{error} The user behind the credentials needs the Organization Owner role in this organization, "
+            "and the API does not allow service accounts (client credentials) to activate or deactivate API tokens."
         )
     if status == 404:
         return f"{error} The organization was not found: check org_id and api_host."

@@ -385,3 +385,29 @@ def test_fifteen_thousand_ids(emulator, run_playbook):
     assert failed_ids(result) == unknown
     assert_accounted(result, ids + unknown)
     assert not any(emulator.token_active(ORG_ID, token_id) for token_id in ids)
+
+
+# Bodies that break the HTTP or JSON libraries themselves
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(match="deactivate", skip=1, count=None, status=200, headers={"Content-Encoding": "gzip"}, body="not gzip"),
+        Fault(match="deactivate", skip=1, count=None, status=200, body="[" * 100_000 + "]" * 100_000),
+    ],
+    ids=["undecodable gzip", "json nested too deep"],
+)
+def test_broken_body_keeps_earlier_batch(emulator, run_playbook, fault):
+    ids = token_ids(20)
+    emulator.add_tokens(ORG_ID, ids)
+    emulator.add_fault(fault)
+
+    run, result, _elapsed = run_case(run_playbook, ids, retries=1)
+
+    assert result["failed"] is True, run.output
+    assert result["changed"] is True
+    assert result["deactivated"] == ids[:15]
+    assert failed_ids(result) == ids[15:]
+    assert "Traceback" not in run.output
+    assert_accounted(result, ids)

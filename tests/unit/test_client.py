@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import email.utils
+import socket
+import threading
 import time
 
 import pytest
@@ -302,3 +304,51 @@ def test_one_connection_for_many_requests(emulator, make_client):
     for start in (0, 15):
         client.post_json(DEACTIVATE_PATH, {"ids": [f"t{index}" for index in range(start, start + 15)]})
     assert emulator.connection_count == 1
+
+
+def test_broken_tls_retried_as_connection_failure(sleep):
+    # A server that answers a TLS handshake with plain text breaks the connection without a certificate error.
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+    accepted = []
+
+    def answer_in_plain_text():
+        for _attempt in range(3):
+            try:
+                connection, _address = listener.accept()
+            except OSError:
+                return
+            accepted.append(connection)
+            connection.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            connection.close()
+
+    thread = threading.Thread(target=answer_in_plain_text, daemon=True)
+    thread.start()
+    port = listener.getsockname()[1]
+    client = CspClient(
+        f"https://127.0.0.1:{port}",
+        ApiTokenAuth(API_TOKEN),
+        timeout=5,
+        sleep=sleep,
+        clock=sleep.clock,
+        retry_policy=RetryPolicy(retries=2),
+    )
+
+    with pytest.raises(CspConnectionError) as error:
+        client.authenticate()
+
+    thread.join(timeout=10)
+    listener.close()
+    assert len(accepted) == 3
+    assert "TLS connection broke" in str(error.value)
+    assert "ca_path" not in str(error.value)
+    assert "after 3 attempts" in str(error.value)
+
+
+def test_single_attempt_message_is_singular(sleep):
+    client = CspClient(
+        "https://127.0.0.1:9", ApiTokenAuth(API_TOKEN), timeout=2, sleep=sleep, retry_policy=RetryPolicy(retries=0)
+    )
+    with pytest.raises(CspConnectionError) as error:
+        client.authenticate()
+    assert "after 1 attempt:" in str(error.value)

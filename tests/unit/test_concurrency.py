@@ -126,3 +126,18 @@ def test_gate_wait_uses_policy_backoff(emulator):
     assert client.retry_count == 2
     assert waits, "a retry must wait before it is sent again"
     assert max(waits) <= 0.1
+
+
+def test_rejected_login_not_repeated_by_workers(emulator):
+    ids = token_ids(120)
+    emulator.add_tokens(ORG_ID, ids)
+    client = CspClient(emulator.url, ApiTokenAuth("wrong-api-token-000"), verify=emulator.ca_path, timeout=10)
+
+    result = change_token_state(client, ORG_ID, ids, DEACTIVATE, max_concurrency=8)
+
+    client.close()
+    assert result.changed == []
+    assert sorted(failure["id"] for failure in result.failures) == sorted(ids)
+    assert result.requests_sent == 0
+    assert len(emulator.api_requests("authorize")) == 1
+    assert emulator.api_requests("deactivate") == []

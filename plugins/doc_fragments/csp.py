@@ -21,7 +21,7 @@ options:
   api_token:
     description:
       - A user's API token, generated in the console. The module exchanges it for a short-lived access token
-        and renews that token once when it expires during a run.
+        and renews that token when it expires during a run, at most once for each request.
       - If not set, the value of the E(CSP_API_TOKEN) environment variable is used.
       - Give exactly one kind of credential - O(api_token), O(access_token), or O(client_id) with O(client_secret).
     type: str

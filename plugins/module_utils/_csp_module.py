@@ -13,7 +13,7 @@ from ._auth import AccessTokenAuth, ApiTokenAuth, ClientCredentialsAuth
 from ._client import REQUESTS_IMPORT_ERROR, CspClient
 from ._errors import CspConfigError
 from ._retry import RetryPolicy
-from ._validation import base_url_from_api_host
+from ._validation import base_url_from_api_host, validate_ca_path, validate_timeout
 
 COLLECTION_VERSION = "0.1.0"
 
@@ -78,15 +78,14 @@ def select_authenticator(params: dict, org_id: str | None = None):
 def build_client(module, org_id: str | None = None) -> CspClient:
     """Return a client for the module's connection options, or raise CspConfigError."""
     params = module.params
-    if params["timeout"] <= 0:
-        raise CspConfigError(f"Invalid timeout {params['timeout']!r}: give a number of seconds greater than 0.")
+    timeout = validate_timeout(params["timeout"])
     if params["retries"] < 0:
         raise CspConfigError(f"Invalid retries {params['retries']!r}: give 0 or more.")
 
     base_url = base_url_from_api_host(params["api_host"])
     authenticator = select_authenticator(params, org_id)
 
-    verify = params["ca_path"] or True
+    verify = validate_ca_path(params["ca_path"]) or True
     if not params["validate_certs"]:
         verify = False
         module.warn(f"validate_certs is false: the TLS certificate of {base_url} is not verified.")
@@ -96,7 +95,7 @@ def build_client(module, org_id: str | None = None) -> CspClient:
         base_url,
         authenticator,
         verify=verify,
-        timeout=params["timeout"],
+        timeout=timeout,
         retry_policy=RetryPolicy(retries=params["retries"]),
         user_agent=f"csp.iam/{COLLECTION_VERSION} (Ansible)",
     )

@@ -26,23 +26,24 @@ def token_argument_spec() -> dict:
 def run_token_state_module(module, action) -> None:
     """Apply ``action`` to the requested tokens and exit the module with the accounted result."""
     require_requests(module)
+    token_ids = []
     try:
-        org_id = validate_org_id(module.params["org_id"])
         token_ids = normalize_token_ids(module.params["token_ids"])
+        org_id = validate_org_id(module.params["org_id"])
         max_concurrency = validate_max_concurrency(module.params["max_concurrency"])
         if not token_ids:
             module.exit_json(**_empty_result(action))
         client = build_client(module, org_id)
     except CspError as error:
-        module.fail_json(msg=str(error))
+        module.fail_json(**_failed_before_sending(action, token_ids, str(error)))
 
     try:
         if module.check_mode:
-            result = _check_mode_result(client, token_ids, action)
+            result = _check_mode_result(client, token_ids, action, module)
         else:
             result = _apply(client, org_id, token_ids, action, module, max_concurrency)
     except CspError as error:
-        module.fail_json(msg=str(error), changed=False, **{action.changed_key: [], action.already_key: []}, failures=[])
+        module.fail_json(**_failed_before_sending(action, token_ids, str(error), client.retry_count))
     finally:
         client.close()
 
@@ -83,10 +84,21 @@ def _apply(client, org_id: str, token_ids: list, action, module, max_concurrency
     }
 
 
-def _check_mode_result(client, token_ids: list, action) -> dict:
+def _check_mode_result(client, token_ids: list, action, module) -> dict:
     # No API reads a token's state, so check mode can only verify the credentials and predict the requests.
     # A one-time MFA passcode is not spent on that check, because the real run needs it.
-    checked = client.verify_credentials()
+    if client.credential_kind == "client_credentials":
+        module.warn(
+            f"client_id and client_secret are service-account credentials, which the API reference does not allow "
+            f"to {action.name} API tokens. The real run will most likely fail with HTTP 403."
+        )
+    if client.verify_credentials():
+        checked = "The token exchange accepted the credentials, but the organization and the role were not checked."
+    elif client.credential_kind == "access_token":
+        checked = "The access token was not checked."
+    else:
+        checked = "The credentials were not checked, so that the one-time passcode stays unused for the real run."
+
     request_count = len(chunk(token_ids, MAX_IDS_PER_REQUEST))
     return {
         "changed": True,
@@ -96,10 +108,22 @@ def _check_mode_result(client, token_ids: list, action) -> dict:
         "requests": 0,
         "retries": client.retry_count,
         "msg": (
-            f"Check mode: would send {request_count} {action.name} request(s) for {len(token_ids)} API tokens"
-            + (" with verified credentials" if checked else "")
-            + f". Token state cannot be read, so tokens that are {action.already_words} are counted too."
+            f"Check mode: would send {request_count} {action.name} request(s) for {len(token_ids)} API tokens. "
+            f"Token state cannot be read, so tokens that are {action.already_words} are counted too. {checked}"
         ),
+    }
+
+
+def _failed_before_sending(action, token_ids: list, message: str, retries: int = 0) -> dict:
+    """Return the result of a run that failed before any token changed: every id is a failure."""
+    return {
+        "msg": message,
+        "changed": False,
+        action.changed_key: [],
+        action.already_key: [],
+        "failures": [{"id": token_id, "message": message} for token_id in token_ids],
+        "requests": 0,
+        "retries": retries,
     }
 
 

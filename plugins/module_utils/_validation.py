@@ -5,12 +5,17 @@
 
 from __future__ import annotations
 
+import math
+import os
 import re
+import ssl
 from urllib.parse import urlsplit
 
 from ._errors import CspConfigError
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_HOST_NAME = re.compile(r"^[A-Za-z0-9.-]+$")
+_IPV6_ADDRESS = re.compile(r"^[0-9A-Fa-f:.]+$")
 
 
 def validate_org_id(org_id: object) -> str:
@@ -62,12 +67,43 @@ def validate_max_concurrency(max_concurrency: object) -> int:
     return max_concurrency
 
 
+def validate_timeout(timeout: object) -> float:
+    """Return ``timeout`` if it is a finite number of seconds greater than 0, else raise CspConfigError."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or timeout <= 0:
+        raise CspConfigError(f"Invalid timeout {timeout!r}: give a number of seconds greater than 0, such as 30.")
+    return float(timeout)
+
+
+def validate_ca_path(ca_path: str | None) -> str | None:
+    """Return ``ca_path`` if it names readable PEM CA certificates, a file or an OpenSSL hashed folder."""
+    if ca_path is None:
+        return None
+    if not os.path.exists(ca_path):
+        raise CspConfigError(f"Invalid ca_path {ca_path!r}: no such file. Give the path of a PEM file of CA certificates.")
+    try:
+        if os.path.isdir(ca_path):
+            ssl.create_default_context(capath=ca_path)
+        else:
+            ssl.create_default_context(cafile=ca_path)
+    except (ssl.SSLError, OSError) as error:
+        raise CspConfigError(
+            f"Invalid ca_path {ca_path!r}: it could not be loaded as PEM CA certificates ({error}). "
+            "Give the path of a PEM file of CA certificates."
+        ) from None
+    return ca_path
+
+
 def base_url_from_api_host(api_host: object) -> str:
     """Return ``https://host[:port]`` for a host, ``host:port`` or ``https://`` URL, or raise CspConfigError."""
     if not isinstance(api_host, str) or not api_host.strip():
         raise CspConfigError("Invalid api_host: it is empty. Set api_host or CSP_API_HOST, for example console.cloud.vmware.com.")
 
     text = api_host.strip()
+    # urlsplit drops tabs and line breaks without a word, so they are rejected before it runs.
+    if any(character.isspace() or not character.isprintable() for character in text):
+        raise CspConfigError(
+            f"Invalid api_host {api_host!r}: it contains spaces or control characters. Give only the host name."
+        )
     if "://" not in text:
         text = "https://" + text
     parts = urlsplit(text)
@@ -89,6 +125,12 @@ def base_url_from_api_host(api_host: object) -> str:
         )
     if not parts.hostname:
         raise CspConfigError(f"Invalid api_host {api_host!r}: the host name is missing.")
+    host_pattern = _IPV6_ADDRESS if ":" in parts.hostname else _HOST_NAME
+    if not host_pattern.match(parts.hostname):
+        raise CspConfigError(
+            f"Invalid api_host {api_host!r}: the host name may contain only letters, digits, dots and hyphens, "
+            "or an IPv6 address in brackets."
+        )
     try:
         port = parts.port
     except ValueError:

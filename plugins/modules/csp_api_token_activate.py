@@ -63,8 +63,9 @@ notes:
     fails with HTTP 403.
   - The wording of the service's message for a token that is already active is not documented. The module
     treats a failure as "already active" when its message contains V(already) followed within a few words by
-    V(active), V(activated) or V(enabled), such as V(API token X is already active.). Every other failure
-    message fails the task.
+    V(active), V(activated) or V(enabled), such as V(API token X is already active.), unless a word that negates
+    it or puts it in the future, such as V(not), V(never), V(scheduled) or V(pending), stands right before
+    V(already) or between the two words. Every other failure message fails the task.
   - When a request is retried after its first attempt may have reached the service, tokens that the retry
     reports as already active are counted under RV(activated), and the module warns.
   - The first request that fails as a whole, after its retries, stops the run. The ids of that batch and of

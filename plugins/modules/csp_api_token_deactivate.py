@@ -61,11 +61,12 @@ notes:
   - The endpoint needs the Organization Owner role and a user's credentials, O(api_token) or O(access_token).
     The API reference does not allow service accounts (client credentials) to call it, and the module then
     fails with HTTP 403.
-  - The service answers with partial success - a list of ids it deactivated and a list of failures with a
+  - The service responds with partial success - a list of ids it deactivated and a list of failures with a
     message each. The wording of the message for an already deactivated token is not documented. The module
     treats a failure as "already inactive" when its message contains V(already) followed within a few words by
-    V(deactivated), V(inactive), V(revoked) or V(disabled), such as V(API token X is already deactivated.).
-    Every other failure message fails the task.
+    V(deactivated), V(inactive), V(revoked) or V(disabled), such as V(API token X is already deactivated.),
+    unless a word that negates it or puts it in the future, such as V(not), V(never), V(scheduled) or
+    V(pending), stands right before V(already) or between the two words. Every other failure message fails the task.
   - If the service instead lists an already deactivated token under successes, the module cannot tell it apart
     from a real deactivation, and a second run reports it as deactivated again with C(changed=true).
   - When a request is retried after its first attempt may have reached the service (a dropped connection, a

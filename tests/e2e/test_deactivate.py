@@ -76,6 +76,35 @@ def test_check_mode_sends_no_deactivate(emulator, run_playbook):
     assert all(emulator.token_active(ORG_ID, token_id) for token_id in ids)
 
 
+def test_check_mode_says_what_was_checked(emulator, run_adhoc):
+    emulator.add_client("ci-app", "client-secret-0001", roles={ORG_ID: "org_owner"})
+    emulator.add_access_token("given-access-token-01", roles={ORG_ID: "org_owner"})
+    client_env = {"CSP_API_TOKEN": "", "CSP_CLIENT_ID": "ci-app", "CSP_CLIENT_SECRET": "client-secret-0001"}
+    access_env = {"CSP_API_TOKEN": "", "CSP_ACCESS_TOKEN": "given-access-token-01"}
+    module_args = f"org_id={ORG_ID} token_ids=a"
+
+    with_api_token = run_adhoc("csp.iam.csp_api_token_deactivate", module_args, args=["--check"])
+    with_client = run_adhoc("csp.iam.csp_api_token_deactivate", module_args, env=client_env, args=["--check"])
+    with_access_token = run_adhoc("csp.iam.csp_api_token_deactivate", module_args, env=access_env, args=["--check"])
+
+    assert "organization and the role were not checked" in with_api_token.result["msg"]
+    assert "organization and the role were not checked" in with_client.result["msg"]
+    assert "most likely fail with HTTP 403" in with_client.output
+    assert "access token was not checked" in with_access_token.result["msg"]
+    assert len(emulator.api_requests("authorize")) == 2
+    assert emulator.api_requests("deactivate") == []
+
+
+def test_invalid_option_lists_every_id_as_failure(emulator, run_playbook):
+    run = run_playbook("deactivate.yml", {"org_id": "not-a-guid", "token_ids": ["a", "b", "a"]})
+
+    assert run.result["failed"] is True
+    assert run.result["deactivated"] == []
+    assert [failure["id"] for failure in run.result["failures"]] == ["a", "b"]
+    assert "Invalid org_id" in run.result["failures"][0]["message"]
+    assert emulator.requests == []
+
+
 def test_unknown_id_fails_task_keeps_valid(emulator, run_playbook):
     ids = token_ids(5)
     emulator.add_tokens(ORG_ID, ids)

@@ -178,7 +178,8 @@ def test_incident_lists_remaining_then_succeeds(emulator, run_example):
     assert [item["item"]["id"] for item in listed["results"]] == [unknown]
     final = failed_results["Fail the run while any token remains"]["localhost"]
     assert final["failed"] is True
-    assert "1 token(s) remain" in final["msg"]
+    assert "Deactivated 20 of 21 API tokens" in final["msg"]
+    assert "1 failed" in final["msg"]
     assert not any(emulator.token_active(ORG_ID, token_id) for token_id in ids)
 
     second_rc, second_results, second_output = run_example("incident.yml", {"compromised_token_ids": ids}, env=env)
@@ -186,6 +187,24 @@ def test_incident_lists_remaining_then_succeeds(emulator, run_example):
     second = second_results["Deactivate the compromised tokens"]["localhost"]
     assert second["changed"] is False
     assert second["already_inactive"] == ids
+
+
+def test_incident_fails_with_rejected_credentials(emulator, run_example):
+    ids = token_ids(3, prefix="incident")
+    emulator.add_tokens(ORG_ID, ids)
+    env = {"CSP_ORG_ID": ORG_ID, "CSP_API_TOKEN": "rejected-api-token-000"}
+
+    for check in (True, False):
+        returncode, results, output = run_example(
+            "incident.yml", {"compromised_token_ids": ids}, check=check, env=env
+        )
+        assert returncode != 0, output
+        cutoff = results["Deactivate the compromised tokens"]["localhost"]
+        assert [failure["id"] for failure in cutoff["failures"]] == ids
+        final = results["Fail the run while any token remains"]["localhost"]
+        assert final["failed"] is True
+        assert "API token was rejected" in final["msg"]
+    assert all(emulator.token_active(ORG_ID, token_id) for token_id in ids)
 
 
 def test_module_defaults_without_environment(emulator, run_example):

@@ -168,7 +168,18 @@ def test_already_inactive_wording_recognised(message):
 
 @pytest.mark.parametrize(
     "message",
-    ["", "API token a was not found.", "Token is active", "already exists", "not deactivated: already locked by admin"],
+    [
+        "",
+        "API token a was not found.",
+        "Token is active",
+        "already exists",
+        "not deactivated: already locked by admin",
+        "Token is already scheduled to be deactivated.",
+        "Token was not already deactivated: deactivation is locked by policy.",
+        "Token is already pending deactivation and not deactivated",
+        "Token is already being deactivated",
+        "Token can never already be revoked",
+    ],
 )
 def test_other_wording_not_already_inactive(message):
     assert not DEACTIVATE.is_already_done(message)

@@ -8,8 +8,10 @@ from ansible_collections.csp.iam.plugins.module_utils._errors import CspConfigEr
 from ansible_collections.csp.iam.plugins.module_utils._validation import (
     base_url_from_api_host,
     normalize_token_ids,
+    validate_ca_path,
     validate_max_concurrency,
     validate_org_id,
+    validate_timeout,
 )
 
 GUID = "8a3c1f52-3c57-4a5e-9d4b-1f0e2d7c6b5a"
@@ -88,6 +90,12 @@ def test_api_host_accepted(api_host, base_url):
         ("example.com:65536", "port"),
         ("example.com:http", "port"),
         ("https://:443", "host name is missing"),
+        ("127.0.0.1 :8443", "spaces or control characters"),
+        ("exa mple.com", "spaces or control characters"),
+        ("exa\nmple.com", "spaces or control characters"),
+        ("exa\tmple.com", "spaces or control characters"),
+        ("exa_mple.com", "only letters, digits"),
+        ("[::1%25eth0]:443", "only letters, digits"),
     ],
 )
 def test_api_host_rejected(api_host, expected_words):
@@ -113,3 +121,43 @@ def test_max_concurrency_rejected(value):
         validate_max_concurrency(value)
     assert "max_concurrency" in str(error.value)
     assert "from 1 to 8" in str(error.value)
+
+
+@pytest.mark.parametrize("value", [0.5, 30, 30.0])
+def test_timeout_accepted(value):
+    assert validate_timeout(value) == float(value)
+
+
+@pytest.mark.parametrize("value", [0, -1, float("nan"), float("inf"), True, None])
+def test_timeout_rejected(value):
+    with pytest.raises(CspConfigError) as error:
+        validate_timeout(value)
+    assert "Invalid timeout" in str(error.value)
+    assert "greater than 0" in str(error.value)
+
+
+def test_ca_path_none_allowed():
+    assert validate_ca_path(None) is None
+
+
+def test_ca_path_pem_accepted(emulator):
+    assert validate_ca_path(emulator.ca_path) == emulator.ca_path
+
+
+def test_ca_path_folder_accepted(tmp_path):
+    assert validate_ca_path(str(tmp_path)) == str(tmp_path)
+
+
+def test_ca_path_missing_rejected(tmp_path):
+    with pytest.raises(CspConfigError) as error:
+        validate_ca_path(str(tmp_path / "missing.pem"))
+    assert "no such file" in str(error.value)
+    assert "ca_path" in str(error.value)
+
+
+def test_ca_path_not_pem_rejected(tmp_path):
+    not_pem = tmp_path / "notes.txt"
+    not_pem.write_text("this is not a certificate")
+    with pytest.raises(CspConfigError) as error:
+        validate_ca_path(str(not_pem))
+    assert "could not be loaded as PEM" in str(error.value)

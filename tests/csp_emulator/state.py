@@ -328,6 +328,13 @@ class State:
         _check_fields("document", data, {}, lists)
         roles = (dict, type(None))
         optional_str = (str, type(None))
+        # Settings come first, so that access_token_lifetime also applies to the access tokens of this document.
+        settings = data.get("settings", {})
+        _check_fields("settings", settings, {}, {"already_changed_as": str, "access_token_lifetime": (int, type(None))})
+        if "already_changed_as" in settings:
+            self.already_changed_as = settings["already_changed_as"]
+        if "access_token_lifetime" in settings:
+            self.access_token_lifetime = settings["access_token_lifetime"]
         for org in data.get("orgs", []):
             _check_fields("org", org, {"id": str}, {"tokens": list})
             self.add_org(org["id"])
@@ -343,12 +350,6 @@ class State:
         for item in data.get("access_tokens", []):
             _check_fields("access token", item, {"token": str}, {"user": str, "roles": roles})
             self.add_access_token(item["token"], item.get("user", "alice"), item.get("roles"))
-        settings = data.get("settings", {})
-        _check_fields("settings", settings, {}, {"already_changed_as": str, "access_token_lifetime": (int, type(None))})
-        if "already_changed_as" in settings:
-            self.already_changed_as = settings["already_changed_as"]
-        if "access_token_lifetime" in settings:
-            self.access_token_lifetime = settings["access_token_lifetime"]
 
     # Queries
 

@@ -715,6 +715,21 @@ def test_seed_settings(emu: Emulator) -> None:
     assert emu.access_token_lifetime == 3
 
 
+def test_seed_lifetime_applies_to_seeded_access_tokens(emu: Emulator, session: requests.Session) -> None:
+    emu.seed(
+        {
+            "settings": {"access_token_lifetime": 1},
+            "access_tokens": [{"token": "seeded-access-token", "roles": {ORG: "org_owner"}}],
+        }
+    )
+
+    first = change(emu, session, "seeded-access-token", ["t1"])
+    second = change(emu, session, "seeded-access-token", ["t2"])
+
+    assert first.status_code == 200
+    assert_csp_error(second, 401)
+
+
 # Command line
 
 

@@ -17,8 +17,9 @@ def token_argument_spec() -> dict:
     """Return the argument spec of a module that changes the state of API tokens."""
     spec = connection_argument_spec()
     spec["org_id"] = {"type": "str", "required": True, "fallback": (env_fallback, ["CSP_ORG_ID"])}
-    # Token ids name tokens but grant nothing, so they are logged like any other value.
-    spec["token_ids"] = {"type": "list", "elements": "raw", "required": True, "aliases": ["ids"], "no_log": False}
+    # The type is raw, because Ansible's list conversion would turn a bare number into a one-id list
+    # before normalize_token_ids could reject it. Token ids grant nothing, so they are logged like any value.
+    spec["token_ids"] = {"type": "raw", "required": True, "aliases": ["ids"], "no_log": False}
     spec["max_concurrency"] = {"type": "int", "default": 1}
     return spec
 

@@ -32,9 +32,17 @@ def validate_org_id(org_id: object) -> str:
 
 
 def normalize_token_ids(token_ids: object) -> list[str]:
-    """Return the token ids without duplicates, first occurrence first, or raise CspConfigError on a bad entry."""
+    """Return the token ids without duplicates, first occurrence first, or raise CspConfigError on a bad entry.
+
+    A string is split at commas, as Ansible does for list options, so that ``token_ids=a,b`` works ad hoc.
+    """
+    if isinstance(token_ids, str):
+        token_ids = token_ids.split(",")
     if not isinstance(token_ids, list):
-        raise CspConfigError(f"Invalid token_ids {token_ids!r}: expected a list of API token ids.")
+        raise CspConfigError(
+            f"Invalid token_ids {token_ids!r}: expected a list of API token ids, or a comma-separated string of "
+            "them. Quote each id in YAML."
+        )
 
     unique: dict[str, None] = {}
     for position, token_id in enumerate(token_ids, start=1):

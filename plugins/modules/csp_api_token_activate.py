@@ -35,8 +35,9 @@ options:
       - The ids of the API tokens to re-activate.
       - Duplicates are removed and the first occurrence keeps its place. A blank entry, a non-string entry
         or an id with surrounding spaces is an error. An empty list sends no request.
-    type: list
-    elements: raw
+      - A string is split at commas, so that O(token_ids=a,b) works on the command line. Any other value
+        that is not a list, such as a bare number or a mapping, is an error.
+    type: raw
     required: true
     aliases:
       - ids

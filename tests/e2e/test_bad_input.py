@@ -24,7 +24,9 @@ ORG_ID_CASES = [
     ("org_id with fragment", {"org_id": ORG_ID + "#x"}, [f"Invalid org_id '{ORG_ID}#x'", "GUID"]),
 ]
 TOKEN_IDS_CASES = [
-    ("token_ids a mapping", {"token_ids": {"id": IDS[0]}}, ["token_ids", "list"]),
+    ("token_ids a mapping", {"token_ids": {"id": IDS[0]}}, ["Invalid token_ids", "expected a list", "Quote each id"]),
+    ("token_ids a number", {"token_ids": 5}, ["Invalid token_ids 5", "expected a list"]),
+    ("token_ids a boolean", {"token_ids": True}, ["Invalid token_ids True", "expected a list"]),
     ("token_ids empty entry", {"token_ids": [IDS[0], "", IDS[1]]}, ["token_ids entry 2", "blank", "Remove the empty entry"]),
     ("token_ids blank entry", {"token_ids": [IDS[0], "   "]}, ["token_ids entry 2", "blank", "Remove the empty entry"]),
     ("token_ids number entry", {"token_ids": [IDS[0], 5]}, ["token_ids entry 2 (5)", "expected a string", "Quote ids"]),
@@ -98,7 +100,7 @@ def test_invalid_options_rejected_before_request(emulator, run_playbook):
     assert all(emulator.token_active(ORG_ID, token_id) for token_id in IDS)
 
 
-# Ad-hoc command lines. Ansible turns a comma-separated string into a list, so `token_ids=a,b` is the
+# Ad-hoc command lines. The module splits a comma-separated string into a list, so `token_ids=a,b` is the
 # documented way to pass several ids. These tests cover the mistakes a user makes on that command line.
 
 

@@ -38,6 +38,10 @@ def test_token_ids_duplicates_removed_in_order():
     assert normalize_token_ids(["b", "a", "b", "c", "a"]) == ["b", "a", "c"]
 
 
+def test_token_ids_string_split_at_commas():
+    assert normalize_token_ids("a,b,a") == ["a", "b"]
+
+
 def test_token_ids_empty_list_allowed():
     assert normalize_token_ids([]) == []
 
@@ -45,7 +49,10 @@ def test_token_ids_empty_list_allowed():
 @pytest.mark.parametrize(
     ("token_ids", "expected_words"),
     [
-        ("a,b", "expected a list"),
+        (5, "expected a list"),
+        (True, "expected a list"),
+        ({"id": "a"}, "expected a list"),
+        (None, "expected a list"),
         (["a", ""], "entry 2"),
         (["a", "   "], "blank"),
         (["a", 7], "expected a string"),

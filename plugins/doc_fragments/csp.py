@@ -15,6 +15,7 @@ options:
       - Examples are V(console.cloud.vmware.com), V(console-stg.cloud.vmware.com),
         V(console.tanzu.broadcom.com), or a VCF Automation appliance.
       - An V(http://) URL is rejected, because credentials must never travel over plain HTTP.
+      - Spaces and line breaks around the value are ignored. Inside it they are an error.
       - If not set, the value of the E(CSP_API_HOST) environment variable is used.
     type: str
     default: console.cloud.vmware.com
@@ -61,14 +62,16 @@ options:
     type: path
   timeout:
     description:
-      - Seconds to wait for a connection and for each response. Must be greater than 0.
+      - Seconds to wait for a connection, and for each response to arrive completely. Greater than 0 and at
+        most 3600.
     type: float
     default: 30
   retries:
     description:
       - How many times one request is retried after HTTP 429, 502, 503 or 504 or a connection failure.
       - The wait honours the service's C(Retry-After) header. Without one, it grows exponentially from about
-        0.5 seconds, with jitter, up to 30 seconds. The waits of one request total at most 120 seconds.
+        0.5 seconds, with jitter, up to 30 seconds. The waits of one request total at most 120 seconds, so a
+        C(Retry-After) that requests more ends the retries at once.
       - V(0) turns retries off.
     type: int
     default: 5

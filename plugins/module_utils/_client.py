@@ -9,6 +9,7 @@ It keeps one ``requests.Session``, so every request of a run reuses one TLS conn
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import threading
@@ -19,7 +20,9 @@ from dataclasses import dataclass
 try:
     import requests
     import requests.certs
+    from urllib3.exceptions import HTTPError as Urllib3Error
     from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
+    from urllib3.exceptions import ProxyError as Urllib3ProxyError
 except ImportError:
     requests = None
     REQUESTS_IMPORT_ERROR = traceback.format_exc()
@@ -31,6 +34,7 @@ from ._redact import Redactor
 from ._retry import MAY_HAVE_APPLIED_STATUSES, RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
 
 _SNIPPET_LENGTH = 200
+_READ_SIZE = 65536
 _OBJECT_REPR = re.compile(r"<[^<>]*object at 0x[0-9a-fA-F]+>:?\s*")
 _SSL_REASON = re.compile(r"\[SSL[^\]]*\][^'\")]*")
 _SSL_SOURCE_LINE = re.compile(r"\s*\(_ssl\.c:\d+\)?$")
@@ -56,12 +60,23 @@ class ApiResponse:
 
 
 @dataclass
+class HttpResponse:
+    """A response whose body was read completely within the timeout."""
+
+    status_code: int
+    reason: str
+    headers: object
+    body: bytes
+
+
+@dataclass
 class _Attempts:
     response: object
     count: int
     may_have_applied: bool
     gave_up_because: str | None = None
     access_token: str | None = None
+    retry_after_too_long: bool = False
 
 
 class CspClient:
@@ -93,6 +108,7 @@ class CspClient:
         # A CA bundle given as a path wins over REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE, which requests
         # would otherwise read from the environment whenever verify is True.
         self._verify = requests.certs.where() if verify is True else verify
+        self._ca_path_given = isinstance(verify, str)
         self._timeout = timeout
         self._policy = retry_policy or RetryPolicy()
         self._headers = {"Accept": "application/json", "User-Agent": user_agent}
@@ -128,15 +144,15 @@ class CspClient:
         attempts = self._send("POST", token_request.path, data=token_request.form, auth=token_request.basic_auth)
         response = attempts.response
         if response.status_code != 200:
-            raise self._error_from_response(
-                "Authentication", token_request.path, attempts, CspAuthError, self._auth_hint(response.status_code)
-            )
+            hint = self._auth_hint(response.status_code, renewing=self._access_token is not None)
+            raise self._error_from_response("Authentication", token_request.path, attempts, CspAuthError, hint)
 
         data, snippet = self._parse_body(response)
         access_token = data.get("access_token") if isinstance(data, dict) else None
         if not isinstance(access_token, str) or not access_token:
+            detail = f": {snippet}" if snippet else ""
             raise CspAuthError(
-                f"Authentication at {token_request.path} returned HTTP 200 without an access_token: {snippet or 'no JSON body'}.",
+                f"Authentication at {token_request.path} returned HTTP 200 without an access_token{detail}.",
                 status=200,
             )
         self.redactor.add(access_token)
@@ -163,7 +179,11 @@ class CspClient:
         if attempts.response.status_code == 401 and self._authenticator.can_refresh:
             # Access tokens expire after about 30 minutes, so a long run renews its token once and repeats
             # the request. A second 401 right after that is a real refusal, not an expiry.
-            self._renew_access_token(attempts.access_token)
+            try:
+                self._renew_access_token(attempts.access_token)
+            except CspError as error:
+                # The service rejected this request with 401, so only an earlier attempt may have applied it.
+                raise _for_this_request(error, may_have_applied, api_request_sent=True) from None
             attempts = self._send("POST", path, json=payload, authorized=True)
             attempts.count += count
             attempts.may_have_applied |= may_have_applied
@@ -173,7 +193,8 @@ class CspClient:
             raise self._error_from_response("Request", path, attempts, CspAuthError, self._expired_token_hint())
         if not 200 <= status < 300:
             attempts.may_have_applied |= status in MAY_HAVE_APPLIED_STATUSES
-            raise self._error_from_response("Request", path, attempts, CspApiError, self._status_hint(status))
+            hint = self._retry_after_hint() if attempts.retry_after_too_long else self._status_hint(status)
+            raise self._error_from_response("Request", path, attempts, CspApiError, hint)
 
         data, snippet = self._parse_body(attempts.response)
         return ApiResponse(
@@ -188,16 +209,14 @@ class CspClient:
     def _authenticate_once(self) -> None:
         """Obtain the first access token of the run, or raise the error that the first try raised."""
         with self._auth_lock:
+            if self._authentication_error is None and self._access_token is None:
+                try:
+                    self.authenticate()
+                except CspError as error:
+                    self._authentication_error = error
             if self._authentication_error is not None:
-                raise self._authentication_error
-            if self._access_token is not None:
-                return
-            try:
-                self.authenticate()
-            except CspError as error:
-                error.api_request_sent = False
-                self._authentication_error = error
-                raise
+                # The API request was never sent, whatever happened to the token exchange.
+                raise _for_this_request(self._authentication_error, False, api_request_sent=False)
 
     def _renew_access_token(self, rejected_token: str | None) -> None:
         with self._auth_lock:
@@ -236,17 +255,22 @@ class CspClient:
 
             wait, requested_by_service = self._wait_before_retry(attempt, response)
             gave_up_because = None
+            attempts_text = f"{attempt} attempt{'s' if attempt > 1 else ''}"
+            too_long = waited + wait > self._policy.max_total_wait
             if attempt > self._policy.retries:
-                gave_up_because = f"after {attempt} attempt{'s' if attempt > 1 else ''}"
-            elif waited + wait > self._policy.max_total_wait:
+                gave_up_because = f"after {attempts_text}"
+            elif too_long:
                 source = "the service's Retry-After" if requested_by_service else "backoff"
                 gave_up_because = (
-                    f"after {attempt} attempts, because {source} requested a {wait:.0f} s wait and retries "
-                    f"of one request may wait at most {self._policy.max_total_wait:.0f} s in all"
+                    f"after {attempts_text}, because {source} requested a {wait:.0f} s wait and retries "
+                    f"of one request wait at most {self._policy.max_total_wait:.0f} s in all"
                 )
             if gave_up_because:
                 if response is not None:
-                    return _Attempts(response, attempt, may_have_applied, gave_up_because, access_token)
+                    return _Attempts(
+                        response, attempt, may_have_applied, gave_up_because, access_token,
+                        retry_after_too_long=too_long and requested_by_service and attempt <= self._policy.retries,
+                    )
                 raise CspConnectionError(
                     f"{method} {url} failed {gave_up_because}: {failure}.", attempts=attempt, may_have_applied=may_have_applied
                 )
@@ -268,18 +292,25 @@ class CspClient:
         headers = dict(self._headers)
         if access_token is not None:
             headers["Authorization"] = f"Bearer {access_token}"
+        deadline = self._clock() + self._timeout
         try:
-            response = self._session.request(
-                method, url, headers=headers, timeout=self._timeout, verify=self._verify, allow_redirects=False, **kwargs
+            streamed = self._session.request(
+                method,
+                url,
+                headers=headers,
+                timeout=self._timeout,
+                verify=self._verify,
+                allow_redirects=False,
+                stream=True,
+                **kwargs,
             )
         except requests.exceptions.SSLError as error:
             if not _is_certificate_error(error):
                 # A TLS connection that broke after the handshake is a connection failure like any other.
                 return None, f"the TLS connection broke: {self._ssl_reason(error)}", _request_was_sent(error)
             raise CspConnectionError(
-                f"TLS certificate verification for {self.base_url} failed: {self._ssl_reason(error)}. If the host uses "
-                "a private CA, set ca_path to its PEM bundle. validate_certs: false turns verification off, which is "
-                "unsafe.",
+                f"TLS certificate verification for {self.base_url} failed: {self._ssl_reason(error)}. "
+                + self._certificate_hint(),
                 attempts=attempt,
                 may_have_applied=may_have_applied,
             ) from None
@@ -295,7 +326,42 @@ class CspClient:
         except requests.exceptions.RequestException as error:
             # Such as a body that fails to decode: a response arrived, so the service may have applied the request.
             return None, f"the response could not be read ({type(error).__name__}: {self._connection_reason(error)})", True
-        return response, None, False
+
+        try:
+            body = self._read_body(streamed, deadline)
+        except TimeoutError:
+            streamed.close()
+            return None, f"the response did not arrive completely within the {self._timeout:g} s timeout", True
+        except (ProtocolError, OSError) as error:
+            streamed.close()
+            return None, f"the connection broke in the middle of the response ({self._connection_reason(error)})", True
+        except Urllib3Error as error:
+            # Such as a body that fails to decode. The service responded, so it may have applied the request.
+            streamed.close()
+            return None, f"the response could not be read ({type(error).__name__}: {self._connection_reason(error)})", True
+        return HttpResponse(streamed.status_code, streamed.reason or "", streamed.headers, body), None, False
+
+    def _read_body(self, streamed, deadline: float) -> bytes:
+        """Read the whole body before the deadline, or raise TimeoutError.
+
+        The timeout of requests applies to each socket read, so a server that sends one byte at a time would
+        otherwise hold the run without limit.
+        """
+        raw = streamed.raw
+        # NOTE: urllib3 1.x has no read1, and its read(amount) waits for the whole amount, so the deadline is
+        # checked only between chunks there.
+        read = getattr(raw, "read1", None) or raw.read
+        chunks = []
+        while True:
+            chunk = read(_READ_SIZE, decode_content=True)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            if self._clock() > deadline:
+                raise TimeoutError
+        # The body was read to its end, so the connection can serve the next request.
+        raw.release_conn()
+        return b"".join(chunks)
 
     def _wait_before_retry(self, attempt: int, response) -> tuple[float, bool]:
         if response is not None:
@@ -304,14 +370,14 @@ class CspClient:
                 return retry_after, True
         return self._policy.backoff(attempt, self._rng), False
 
-    def _parse_body(self, response) -> tuple[object, str]:
+    def _parse_body(self, response: HttpResponse) -> tuple[object, str]:
         """Return the parsed JSON body, or None and a short, redacted snippet of a body that is not JSON."""
+        text = response.body.decode("utf-8", errors="replace")
         try:
-            return response.json(), ""
+            return json.loads(text), ""
         except (ValueError, RecursionError):
             # RecursionError: JSON nested deeper than the parser's recursion limit.
             pass
-        text = response.text or ""
         title = _HTML_TITLE.search(text)
         if title:
             text = title.group(1)
@@ -351,7 +417,13 @@ class CspClient:
             may_have_applied=attempts.may_have_applied,
         )
 
-    def _auth_hint(self, status: int) -> str:
+    def _auth_hint(self, status: int, renewing: bool) -> str:
+        if status in (400, 401, 403) and renewing and self._authenticator.single_use:
+            return (
+                "The access token expired during the run, and the one-time passcode was already spent on the first "
+                "token exchange. Run again with a new passcode and fewer token ids, so that the run ends before "
+                "the access token expires."
+            )
         if status in (400, 401, 403):
             if self._authenticator.kind == "api_token":
                 return (
@@ -369,6 +441,21 @@ class CspClient:
             "the module can renew the access token."
         )
 
+    def _certificate_hint(self) -> str:
+        if self._ca_path_given:
+            return (
+                "Check that ca_path holds the CA that signed the host's certificate, as a PEM file or a folder "
+                "prepared with openssl rehash."
+            )
+        return (
+            "If the host uses a private CA, set ca_path to its PEM bundle. validate_certs: false turns "
+            "verification off, which is unsafe."
+        )
+
+    @staticmethod
+    def _retry_after_hint() -> str:
+        return "The service requested a longer wait than the module waits. Run again after that time."
+
     @staticmethod
     def _status_hint(status: int) -> str:
         if status == 429:
@@ -384,9 +471,12 @@ class CspClient:
         reason = error.args[0] if error.args else error
         if isinstance(reason, MaxRetryError) and reason.reason is not None:
             reason = reason.reason
-        if isinstance(reason, ProtocolError) and len(reason.args) > 1:
+        prefix = ""
+        if isinstance(reason, Urllib3ProxyError):
+            prefix = "the proxy from HTTPS_PROXY failed (check HTTPS_PROXY and NO_PROXY): "
+        if isinstance(reason, (ProtocolError, Urllib3ProxyError)) and len(reason.args) > 1:
             reason = reason.args[1]
-        return _OBJECT_REPR.sub("", str(reason)) or type(reason).__name__
+        return prefix + (_OBJECT_REPR.sub("", str(reason)) or type(reason).__name__)
 
     @staticmethod
     def _ssl_reason(error) -> str:
@@ -407,8 +497,23 @@ def _request_was_sent(error) -> bool:
     reason = error.args[0] if error.args else None
     if isinstance(reason, MaxRetryError):
         reason = reason.reason
+    if isinstance(reason, Urllib3ProxyError) and len(reason.args) > 1:
+        reason = reason.args[1]
     # NewConnectionError covers refused connections and failed name lookups: nothing was sent.
     return not isinstance(reason, NewConnectionError)
+
+
+def _for_this_request(error, may_have_applied: bool, api_request_sent: bool):
+    """Return a copy of an authentication error that describes the API request it stopped.
+
+    Threads share one stored error, so each gets a copy with its own request's facts.
+    """
+    # copy.copy would call __init__ again, which needs keyword arguments that exceptions do not keep.
+    copied = type(error).__new__(type(error), *error.args)
+    copied.__dict__.update(error.__dict__)
+    copied.may_have_applied = may_have_applied
+    copied.api_request_sent = api_request_sent
+    return copied
 
 
 def _text_field(fields: dict, *names: str) -> str | None:

@@ -51,7 +51,7 @@ class TokenAction:
 
 # The wording of the service's failure message for a token that is already in the requested state is not
 # documented. These patterns accept "already" followed within a few words by a word for that state, such as
-# "API token X is already deactivated." or "Token already in inactive state", unless a negating word stands
+# "API token X is already deactivated." or "Token already in inactive state", unless a negating word comes
 # right before "already" or between the two.
 DEACTIVATE = TokenAction(
     name="deactivate",
@@ -118,9 +118,10 @@ def change_token_state(
         outcomes = _send_in_sequence(client, path, batches)
 
     result = TokenStateResult()
+    redact = getattr(getattr(client, "redactor", None), "redact", str)
     for batch, outcome in zip(batches, outcomes):
         if outcome is None:
-            _record_not_sent(result, batch, action)
+            _record_not_sent(result, batch, action, result.error)
             continue
         if getattr(outcome, "api_request_sent", True):
             result.requests_sent += 1
@@ -128,7 +129,7 @@ def change_token_state(
             result.error = result.error or outcome
             _record_failed_request(result, batch, outcome, action)
         else:
-            _record_batch(result, batch, outcome, action)
+            _record_batch(result, batch, outcome, action, redact)
     return result
 
 
@@ -177,7 +178,7 @@ def _send_concurrently(client, path: str, batches: list, max_concurrency: int) -
         return list(executor.map(send_unless_failed, batches))
 
 
-def _record_batch(result: TokenStateResult, batch: list, response, action: TokenAction) -> None:
+def _record_batch(result: TokenStateResult, batch: list, response, action: TokenAction, redact=str) -> None:
     data = response.data
     if not isinstance(data, dict):
         snippet = f": {response.snippet}" if response.snippet else ""
@@ -195,7 +196,8 @@ def _record_batch(result: TokenStateResult, batch: list, response, action: Token
         if token_id in successes:
             result.changed.append(token_id)
         elif token_id in failure_messages:
-            _record_failure_message(result, token_id, failure_messages[token_id], response, action)
+            # The service's per-id messages are shown as they are, so they are scrubbed like error bodies.
+            _record_failure_message(result, token_id, redact(failure_messages[token_id]), response, action)
         else:
             result.failures.append({"id": token_id, "message": _UNMENTIONED})
 
@@ -231,16 +233,27 @@ def _warn_about_odd_ids(result, requested: set, successes: set, failure_messages
 
 
 def _record_failed_request(result, batch: list, error: CspError, action: TokenAction) -> None:
-    if getattr(error, "may_have_applied", False):
-        outcome = f"may or may not have been {action.past_tense}"
+    if not getattr(error, "api_request_sent", True):
+        message = (
+            f"The token was not {action.past_tense}, because the token exchange failed before its {action.name} "
+            f"request was sent: {describe_request_error(error)}"
+        )
+    elif getattr(error, "may_have_applied", False):
+        message = (
+            f"The token may or may not have been {action.past_tense}, because its request failed: "
+            f"{describe_request_error(error)}"
+        )
     else:
-        outcome = f"was not {action.past_tense}"
-    message = f"The token {outcome}, because its request failed: {describe_request_error(error)}"
+        message = f"The token was not {action.past_tense}, because its request failed: {describe_request_error(error)}"
     result.failures.extend({"id": token_id, "message": message} for token_id in batch)
 
 
-def _record_not_sent(result, batch: list, action: TokenAction) -> None:
-    message = f"Not sent, because an earlier {action.name} request failed. The token was not {action.past_tense}."
+def _record_not_sent(result, batch: list, action: TokenAction, error: CspError | None) -> None:
+    if error is not None and not getattr(error, "api_request_sent", True):
+        cause = "the token exchange failed"
+    else:
+        cause = f"an earlier {action.name} request failed"
+    message = f"Not sent, because {cause}. The token was not {action.past_tense}."
     result.failures.extend({"id": token_id, "message": message} for token_id in batch)
 
 

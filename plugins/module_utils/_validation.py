@@ -9,13 +9,17 @@ import math
 import os
 import re
 import ssl
+import unicodedata
 from urllib.parse import urlsplit
 
 from ._errors import CspConfigError
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_HOST_NAME = re.compile(r"^[A-Za-z0-9.-]+$")
-_IPV6_ADDRESS = re.compile(r"^[0-9A-Fa-f:.]+$")
+# fullmatch, because "$" would also accept a final line break.
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_HOST_NAME = re.compile(r"[A-Za-z0-9.-]+")
+_IPV6_ADDRESS = re.compile(r"[0-9A-Fa-f:.]+")
+# An hour. Far larger values overflow the platform's time functions.
+MAX_TIMEOUT = 3600
 
 
 def validate_org_id(org_id: object) -> str:
@@ -23,7 +27,7 @@ def validate_org_id(org_id: object) -> str:
 
     The id becomes part of the request path, so anything but a GUID is rejected here rather than escaped.
     """
-    if not isinstance(org_id, str) or not _GUID.match(org_id):
+    if not isinstance(org_id, str) or not _GUID.fullmatch(org_id):
         raise CspConfigError(
             f"Invalid org_id {org_id!r}: expected the organization's GUID, such as "
             "'8a3c1f52-3c57-4a5e-9d4b-1f0e2d7c6b5a'. Set org_id or CSP_ORG_ID."
@@ -57,6 +61,12 @@ def normalize_token_ids(token_ids: object) -> list[str]:
                 f"Invalid token_ids entry {position} ({token_id!r}): the id has leading or trailing spaces. "
                 "Remove them."
             )
+        if any(unicodedata.category(character) in ("Cc", "Cf") for character in token_id):
+            # Invisible and direction-changing characters could make an id look like another one in the output.
+            raise CspConfigError(
+                f"Invalid token_ids entry {position} ({token_id!r}): the id contains control or invisible "
+                "characters. Copy the id again from the console."
+            )
         unique.setdefault(token_id, None)
     return list(unique)
 
@@ -77,8 +87,15 @@ def validate_max_concurrency(max_concurrency: object) -> int:
 
 def validate_timeout(timeout: object) -> float:
     """Return ``timeout`` if it is a finite number of seconds greater than 0, else raise CspConfigError."""
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or timeout <= 0:
-        raise CspConfigError(f"Invalid timeout {timeout!r}: give a number of seconds greater than 0, such as 30.")
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not math.isfinite(timeout)
+        or not 0 < timeout <= MAX_TIMEOUT
+    ):
+        raise CspConfigError(
+            f"Invalid timeout {timeout!r}: give a number of seconds greater than 0 and at most {MAX_TIMEOUT}, such as 30."
+        )
     return float(timeout)
 
 
@@ -134,7 +151,7 @@ def base_url_from_api_host(api_host: object) -> str:
     if not parts.hostname:
         raise CspConfigError(f"Invalid api_host {api_host!r}: the host name is missing.")
     host_pattern = _IPV6_ADDRESS if ":" in parts.hostname else _HOST_NAME
-    if not host_pattern.match(parts.hostname):
+    if not host_pattern.fullmatch(parts.hostname):
         raise CspConfigError(
             f"Invalid api_host {api_host!r}: the host name may contain only letters, digits, dots and hyphens, "
             "or an IPv6 address in brackets."
@@ -143,7 +160,7 @@ def base_url_from_api_host(api_host: object) -> str:
         port = parts.port
     except ValueError:
         raise CspConfigError(f"Invalid api_host {api_host!r}: the port must be a number from 1 to 65535.") from None
-    if port == 0:
+    if port == 0 or parts.netloc.endswith(":"):
         raise CspConfigError(f"Invalid api_host {api_host!r}: the port must be a number from 1 to 65535.")
 
     return f"https://{parts.netloc}"

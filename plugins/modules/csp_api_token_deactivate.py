@@ -33,8 +33,9 @@ options:
   token_ids:
     description:
       - The ids of the API tokens to deactivate.
-      - Duplicates are removed and the first occurrence keeps its place. A blank entry, a non-string entry
-        or an id with surrounding spaces is an error. An empty list sends no request.
+      - Duplicates are removed and the first occurrence keeps its place. A blank entry, a non-string entry,
+        an id with surrounding spaces, and an id with control or invisible characters are errors. An empty
+        list sends no request.
       - A string is split at commas, so that O(token_ids=a,b) works on the command line. Any other value
         that is not a list, such as a bare number or a mapping, is an error.
     type: raw

@@ -352,3 +352,87 @@ def test_single_attempt_message_is_singular(sleep):
     with pytest.raises(CspConnectionError) as error:
         client.authenticate()
     assert "after 1 attempt:" in str(error.value)
+
+
+def test_slow_body_ends_at_timeout(sleep):
+    # A server that sends its body one byte at a time never trips the timeout of a single socket read.
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+    stop = threading.Event()
+
+    def drip_one_response():
+        try:
+            connection, _address = listener.accept()
+        except OSError:
+            return
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n")
+            for _byte in range(50):
+                if stop.wait(0.2):
+                    return
+                connection.sendall(b" ")
+
+    thread = threading.Thread(target=drip_one_response, daemon=True)
+    thread.start()
+    client = CspClient(
+        f"http://127.0.0.1:{listener.getsockname()[1]}",
+        AccessTokenAuth("given-access-token-01"),
+        timeout=1,
+        sleep=sleep,
+        retry_policy=RetryPolicy(retries=0),
+    )
+
+    started = time.monotonic()
+    with pytest.raises(CspConnectionError) as error:
+        client.post_json(DEACTIVATE_PATH, {"ids": ["a"]})
+    elapsed = time.monotonic() - started
+
+    stop.set()
+    thread.join(timeout=10)
+    listener.close()
+    assert elapsed < 3
+    assert "did not arrive completely within the 1 s timeout" in str(error.value)
+    assert error.value.may_have_applied is True
+
+
+def test_broken_token_exchange_marks_api_request_unsent(emulator, make_client):
+    emulator.add_fault(Fault(match="authorize", action="reset", count=None))
+    with pytest.raises(CspConnectionError) as error:
+        make_client(retry_policy=RetryPolicy(retries=1)).post_json(DEACTIVATE_PATH, {"ids": ["a"]})
+    assert error.value.api_request_sent is False
+    assert error.value.may_have_applied is False
+    assert emulator.api_requests("deactivate") == []
+
+
+def test_renewal_with_spent_passcode_explains(emulator, make_client):
+    emulator.add_api_token("mfa-api-token-0001", roles={ORG_ID: "org_owner"}, passcode="123456")
+    emulator.add_tokens(ORG_ID, ["a", "b"])
+    emulator.access_token_lifetime = 1
+    client = make_client(ApiTokenAuth("mfa-api-token-0001", "123456"))
+    client.post_json(DEACTIVATE_PATH, {"ids": ["a"]})
+    emulator.add_fault(Fault(match="authorize", status=400))
+
+    with pytest.raises(CspAuthError) as error:
+        client.post_json(DEACTIVATE_PATH, {"ids": ["b"]})
+
+    assert "one-time passcode was already spent" in str(error.value)
+    assert error.value.api_request_sent is True
+    assert error.value.may_have_applied is False
+
+
+def test_refused_proxy_named_and_not_applied(emulator, make_client, monkeypatch, sleep):
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("NO_PROXY", "")
+    monkeypatch.delenv("no_proxy", raising=False)
+
+    with pytest.raises(CspConnectionError) as error:
+        make_client(retry_policy=RetryPolicy(retries=1)).authenticate()
+
+    assert "HTTPS_PROXY" in str(error.value)
+    assert "NewConnectionError(" not in str(error.value)
+    assert error.value.may_have_applied is False
+    assert emulator.requests == []

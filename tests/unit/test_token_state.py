@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.csp.iam.plugins.module_utils._client import ApiResponse
-from ansible_collections.csp.iam.plugins.module_utils._errors import CspApiError, CspConnectionError
+from ansible_collections.csp.iam.plugins.module_utils._errors import CspApiError, CspAuthError, CspConnectionError
+from ansible_collections.csp.iam.plugins.module_utils._redact import MASK, Redactor
 from ansible_collections.csp.iam.plugins.module_utils._token_state import (
     ACTIVATE,
     DEACTIVATE,
@@ -193,3 +194,26 @@ def test_already_active_wording_recognised(message):
 def test_already_inactive_not_taken_as_already_active():
     assert not ACTIVATE.is_already_done("API token a is already inactive.")
     assert not ACTIVATE.is_already_done("API token a is already deactivated.")
+
+
+def test_failed_token_exchange_says_not_sent():
+    error = CspAuthError("Authentication POST /auth failed with HTTP 400.", status=400, may_have_applied=True)
+    error.api_request_sent = False
+    result = change_token_state(ScriptedClient(error), ORG_ID, ids(20), DEACTIVATE)
+
+    assert result.requests_sent == 0
+    assert [failure["id"] for failure in result.failures] == ids(20)
+    assert "token exchange failed before its deactivate request was sent" in result.failures[0]["message"]
+    assert "may or may not" not in result.failures[0]["message"]
+    assert result.failures[-1]["message"] == "Not sent, because the token exchange failed. The token was not deactivated."
+
+
+def test_per_id_messages_redacted():
+    client = ScriptedClient(
+        ok({"successes": [], "failures": [{"id": "a", "message": "echo s3cret-value-1 and refresh_token=zz9 rejected"}]})
+    )
+    client.redactor = Redactor(["s3cret-value-1"])
+
+    result = change_token_state(client, ORG_ID, ["a"], DEACTIVATE)
+
+    assert result.failures == [{"id": "a", "message": f"echo {MASK} and refresh_token={MASK} rejected"}]

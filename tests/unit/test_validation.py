@@ -25,9 +25,10 @@ def test_org_id_guid_accepted():
 @pytest.mark.parametrize(
     "org_id",
     ["", "not-a-guid", GUID + "/x", "../" + GUID, GUID[:-2] + "%2F", GUID + "?a=1", GUID + "#x", "{" + GUID + "}",
-     GUID.replace("-", ""), f" {GUID}", None, 42],
+     GUID.replace("-", ""), f" {GUID}", GUID + "\n", None, 42],
 )
 def test_org_id_rejected(org_id):
+    # Each case must fail, including a GUID with a final line break, which a "$" anchor would accept.
     with pytest.raises(CspConfigError) as error:
         validate_org_id(org_id)
     assert "org_id" in str(error.value)
@@ -58,6 +59,9 @@ def test_token_ids_empty_list_allowed():
         (["a", 7], "expected a string"),
         (["a", None], "expected a string"),
         ([" a"], "spaces"),
+        (["a\u202eb"], "invisible"),
+        (["a\x00b"], "control"),
+        (["a\u200bb"], "invisible"),
         (["a "], "spaces"),
     ],
 )
@@ -96,12 +100,14 @@ def test_api_host_accepted(api_host, base_url):
         ("example.com:0", "port"),
         ("example.com:65536", "port"),
         ("example.com:http", "port"),
+        ("example.com:", "port"),
         ("https://:443", "host name is missing"),
         ("127.0.0.1 :8443", "spaces or control characters"),
         ("exa mple.com", "spaces or control characters"),
         ("exa\nmple.com", "spaces or control characters"),
         ("exa\tmple.com", "spaces or control characters"),
         ("exa_mple.com", "only letters, digits"),
+        ("https://exa%0Ample.com", "only letters, digits"),
         ("[::1%25eth0]:443", "only letters, digits"),
     ],
 )
@@ -135,7 +141,7 @@ def test_timeout_accepted(value):
     assert validate_timeout(value) == float(value)
 
 
-@pytest.mark.parametrize("value", [0, -1, float("nan"), float("inf"), True, None])
+@pytest.mark.parametrize("value", [0, -1, float("nan"), float("inf"), 3601, 1e12, True, None])
 def test_timeout_rejected(value):
     with pytest.raises(CspConfigError) as error:
         validate_timeout(value)

@@ -345,7 +345,8 @@ class CspClient:
         """Read the whole body before the deadline, or raise TimeoutError.
 
         The timeout of requests applies to each socket read, so a server that sends one byte at a time would
-        otherwise hold the run without limit.
+        otherwise hold the run without limit. NOTE: the status line and headers are read by requests before
+        this runs, so for them the limit is still per socket read.
         """
         raw = streamed.raw
         # NOTE: urllib3 1.x has no read1, and its read(amount) waits for the whole amount, so the deadline is

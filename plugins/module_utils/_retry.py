@@ -13,8 +13,8 @@ from datetime import timezone
 # 429 and 503 mean the service turned the request away. 502 and 504 come from a gateway in front of it.
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 
-# A gateway that responds with 502 or 504, and a service that responds with 500, may have passed the request on
-# or applied part of it before failing, so a retry of such a request can find its own earlier work done.
+# A gateway that responds with 502 or 504 may have passed the request on, and a service that responds with 500
+# may have applied part of it. A retry of such a request can then find its own earlier work done.
 MAY_HAVE_APPLIED_STATUSES = frozenset({500, 502, 504})
 
 

@@ -307,7 +307,7 @@ def test_one_connection_for_many_requests(emulator, make_client):
 
 
 def test_broken_tls_retried_as_connection_failure(sleep):
-    # A server that answers a TLS handshake with plain text breaks the connection without a certificate error.
+    # A server that replies to a TLS handshake with plain text breaks the connection without a certificate error.
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(10)
     accepted = []

@@ -73,7 +73,7 @@ def test_failed_batch_stops_new_batches(emulator, client):
     ids = token_ids(150)
     emulator.add_tokens(ORG_ID, ids)
     # The first request to arrive fails while the other is in flight. Latency keeps that worker busy long enough
-    # that it can start at most one more batch before it sees the failure.
+    # that it can start at most one more batch before the failure is recorded.
     emulator.latency = 0.1
     emulator.add_fault(Fault(match="deactivate", status=500))
 

@@ -18,7 +18,10 @@ ORG_ID = "8a3c1f52-3c57-4a5e-9d4b-1f0e2d7c6b5a"
 
 
 class ScriptedClient:
-    """Answers each post_json call with the next scripted item: an ApiResponse, a callable or an exception."""
+    """A client that returns the next scripted item for each post_json call.
+
+    An item is an ApiResponse, a callable that builds one from the ids, or an exception to raise.
+    """
 
     def __init__(self, *answers):
         self.answers = list(answers)

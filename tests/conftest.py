@@ -45,6 +45,31 @@ def emulator(emulator_server):
     return emulator_server
 
 
+# Empty values for the connection variables that ansible_env sets, for tests that pass the connection otherwise.
+CONNECTION_ENV_CLEARED = {"CSP_API_HOST": "", "CSP_CA_PATH": "", "CSP_API_TOKEN": ""}
+
+
+def module_defaults_variables(emulator, ids: list[str]) -> dict:
+    """Return the variables of the module_defaults playbooks: the emulator's connection, the org and the ids."""
+    return {
+        "csp_api_host": emulator.api_host,
+        "csp_ca_path": emulator.ca_path,
+        "csp_api_token": API_TOKEN,
+        "org_id": ORG_ID,
+        "token_ids": ids,
+    }
+
+
+def task_status(stdout: str, task_name: str) -> str:
+    """Return the status word (ok, changed, fatal) that the default callback printed for a task."""
+    section = stdout.split(f"TASK [{task_name}]", 1)[1]
+    for line in section.splitlines():
+        status, separator, _rest = line.partition(": [localhost]")
+        if separator:
+            return status
+    raise AssertionError(f"No status line for task {task_name!r} in:\n{stdout}")
+
+
 def token_ids(count: int, prefix: str = "tok") -> list[str]:
     """Return ``count`` distinct token ids, stable across runs."""
     return [str(uuid.uuid5(uuid.NAMESPACE_URL, f"{prefix}-{index}")) for index in range(count)]

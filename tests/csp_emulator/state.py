@@ -197,9 +197,9 @@ def _normalize_roles(roles: Mapping[str, str | Iterable[str]] | None) -> dict[st
     return normalized
 
 
-def _same_secret(given: str, expected: str) -> bool:
+def _same_secret(presented: str, expected: str) -> bool:
     # compare_digest raises TypeError on str with non-ASCII characters, so compare the UTF-8 bytes.
-    return secrets.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+    return secrets.compare_digest(presented.encode("utf-8"), expected.encode("utf-8"))
 
 
 def validate_ids(body: Any) -> list[str]:

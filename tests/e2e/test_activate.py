@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from conftest import API_TOKEN, ORG_ID, token_ids
+from conftest import API_TOKEN, CONNECTION_ENV_CLEARED, ORG_ID, module_defaults_variables, task_status, token_ids
 from csp_emulator import Fault
-from test_deactivate import task_status
 
 TASK = "Activate the requested tokens"
 
@@ -150,16 +149,10 @@ def test_adhoc_with_environment_credentials(emulator, run_adhoc):
 def test_module_defaults_group(emulator, run_playbook):
     ids = token_ids(3)
     emulator.add_tokens(ORG_ID, ids, active=False)
-    cleared = {name: "" for name in ("CSP_API_HOST", "CSP_CA_PATH", "CSP_API_TOKEN")}
-    variables = {
-        "csp_api_host": emulator.api_host,
-        "csp_ca_path": emulator.ca_path,
-        "csp_api_token": API_TOKEN,
-        "org_id": ORG_ID,
-        "token_ids": ids,
-    }
 
-    run = run_playbook("module_defaults_activate.yml", variables, env=cleared)
+    run = run_playbook(
+        "module_defaults_activate.yml", module_defaults_variables(emulator, ids), env=CONNECTION_ENV_CLEARED
+    )
 
     assert run.returncode == 0, run.output
     assert run.result["activated"] == ids

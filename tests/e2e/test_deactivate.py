@@ -6,18 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import API_TOKEN, ORG_ID, token_ids
+from conftest import API_TOKEN, CONNECTION_ENV_CLEARED, ORG_ID, module_defaults_variables, task_status, token_ids
 from csp_emulator import Fault
-
-
-def task_status(stdout: str, task_name: str) -> str:
-    """Return the status word (ok, changed, fatal) that the default callback printed for a task."""
-    section = stdout.split(f"TASK [{task_name}]", 1)[1]
-    for line in section.splitlines():
-        status, separator, _rest = line.partition(": [localhost]")
-        if separator:
-            return status
-    raise AssertionError(f"No status line for task {task_name!r} in:\n{stdout}")
 
 
 def deactivate_ids(emulator):
@@ -192,19 +182,11 @@ def test_adhoc_with_environment_credentials(emulator, run_adhoc):
     assert API_TOKEN not in run.output
 
 
-def test_module_defaults_group(emulator, run_playbook, ansible_env):
+def test_module_defaults_group(emulator, run_playbook):
     ids = token_ids(3)
     emulator.add_tokens(ORG_ID, ids)
-    cleared = {name: "" for name in ("CSP_API_HOST", "CSP_CA_PATH", "CSP_API_TOKEN")}
-    variables = {
-        "csp_api_host": emulator.api_host,
-        "csp_ca_path": emulator.ca_path,
-        "csp_api_token": API_TOKEN,
-        "org_id": ORG_ID,
-        "token_ids": ids,
-    }
 
-    run = run_playbook("module_defaults.yml", variables, env=cleared)
+    run = run_playbook("module_defaults.yml", module_defaults_variables(emulator, ids), env=CONNECTION_ENV_CLEARED)
 
     assert run.returncode == 0, run.output
     assert run.result["deactivated"] == ids

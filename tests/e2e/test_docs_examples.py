@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ANSIBLE_RUN_TIMEOUT, API_TOKEN, ORG_ID, TESTS_DIR, token_ids
+from conftest import ANSIBLE_RUN_TIMEOUT, API_TOKEN, CONNECTION_ENV_CLEARED, ORG_ID, TESTS_DIR, token_ids
 
 REPO_ROOT = TESTS_DIR.parent
 DOCS_DIR = REPO_ROOT / "docs"
@@ -210,7 +210,6 @@ def test_incident_fails_with_rejected_credentials(emulator, run_example):
 def test_module_defaults_without_environment(emulator, run_example):
     ids = token_ids(2, prefix="defaults")
     emulator.add_tokens(ORG_ID, ids)
-    cleared = {name: "" for name in ("CSP_API_HOST", "CSP_CA_PATH", "CSP_API_TOKEN")}
     variables = {
         "csp_api_host": emulator.api_host,
         "csp_api_token": API_TOKEN,
@@ -219,7 +218,7 @@ def test_module_defaults_without_environment(emulator, run_example):
         "token_ids": ids,
     }
 
-    returncode, results, output = run_example("module_defaults.yml", variables, env=cleared)
+    returncode, results, output = run_example("module_defaults.yml", variables, env=CONNECTION_ENV_CLEARED)
 
     assert returncode == 0, output
     assert results["Deactivate the tokens"]["localhost"]["deactivated"] == ids
